@@ -1,0 +1,363 @@
+"""HTTP verbs on resources: turns a parsed request into a ``Rest`` call and encodes the answer.
+
+    GET    collection          list, or watch with ?watch=true
+    GET    item[/status|scale] get
+    POST   collection          create            POST item/binding   bind a pod to a node
+    PUT    item[/status|scale] update            PATCH item[...]     patch (json, merge, strategic)
+    DELETE item                delete            DELETE collection   deletecollection
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from kubelite.api import errors
+from kubelite.api.fieldsel import FieldSelectorError, object_fields, parse_field_selector_for
+from kubelite.api.patch import PatchError, json_merge_patch, json_patch, strategic_merge_patch
+from kubelite.api.patchmeta import definition_for_kind
+from kubelite.api.resources import ResourceType
+from kubelite.api.selectors import SelectorError, parse_selector
+from kubelite.apiserver import codec, watch
+from kubelite.apiserver.codec import ResponseFormat
+from kubelite.apiserver.requestinfo import RequestInfo
+from kubelite.apiserver.rest import DeleteOptions, Rest
+from kubelite.apiserver.tables import to_table
+
+Obj = dict[str, Any]
+_PATCH_CONTENT_TYPES = codec.PATCH_TYPES
+
+
+def _bool_param(query: Any, name: str) -> bool:
+    return str(query.get(name, "")).lower() in ("true", "1")
+
+
+def dry_run(query: Any) -> bool:
+    values = query.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise errors.bad_request(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+    return bool(values)
+
+
+def selector_filter(rt: ResourceType, query: Any) -> Callable[[Obj], bool] | None:
+    """The object filter for ``labelSelector`` and ``fieldSelector``; 400 for a malformed one."""
+    label_text = query.get("labelSelector", "")
+    field_text = query.get("fieldSelector", "")
+    if not label_text and not field_text:
+        return None
+    try:
+        labels = parse_selector(label_text) if label_text else None
+    except SelectorError as e:
+        raise errors.bad_request(f"unable to parse requirement: {e}") from None
+    try:
+        fields = parse_field_selector_for(field_text, rt.plural, rt.group) if field_text else None
+    except FieldSelectorError as e:
+        raise errors.bad_request(str(e)) from None
+
+    def keep(obj: Obj) -> bool:
+        if labels is not None and not labels.matches(obj.get("metadata", {}).get("labels") or {}):
+            return False
+        return fields is None or fields.matches(object_fields(rt.plural, rt.group, obj))
+
+    return keep
+
+
+def _int_param(query: Any, name: str) -> int | None:
+    text = query.get(name)
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise errors.bad_request(f'{name}: Invalid value: "{text}": must be an integer') from None
+
+
+class ResourceHandler:
+    def __init__(self, rest: Rest, bookmark_interval: float = 60.0) -> None:
+        self.rest = rest
+        self.bookmark_interval = bookmark_interval
+
+    def respond(self, obj: Any, fmt: ResponseFormat, rt: ResourceType, status: int = 200, *,
+                query: Any = None) -> web.Response:
+        if fmt.table and isinstance(obj, dict) and obj.get("kind") not in ("Status", "Scale"):
+            items = obj["items"] if "items" in obj else [obj]
+            include = (query or {}).get("includeObject", "Metadata")
+            list_meta = obj.get("metadata") if "items" in obj else None
+            obj = to_table(rt, items, include_object=include, list_meta=list_meta)
+            if fmt.table_version != "v1":
+                obj["apiVersion"] = f"meta.k8s.io/{fmt.table_version}"
+        body, ctype = codec.encode(obj, fmt)
+        return web.Response(body=body, status=status, content_type=ctype)
+
+    async def handle(self, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.StreamResponse:
+        method = request.method
+        query = request.query
+        fmt = codec.negotiate(request.headers.get("Accept", ""), allow_table=True)
+        ns = info.namespace
+        if rt.namespaced and info.name and not ns and rt.kind != "Namespace":
+            raise errors.not_found(rt.group, rt.plural, info.name)
+        if not rt.namespaced and ns:
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+        sub = info.subresource
+        if sub and sub not in rt.subresources and not (rt.kind == "Namespace" and sub == "finalize"):
+            raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
+        if sub in ("log", "exec", "attach", "portforward", "proxy"):
+            raise errors.StatusError(
+                503, "ServiceUnavailable",
+                f"{rt.plural}/{sub} needs a node agent; this cluster has none running yet "
+                "(start nodes with `kubelite up`)",
+            )
+        if not info.name:
+            if method == "GET":
+                if info.legacy_watch or _bool_param(query, "watch"):
+                    return await self.watch(request, rt, ns, fmt)
+                return self.respond(await self.list(rt, ns, query), fmt, rt, query=query)
+            if method == "POST":
+                body = await _read_body(request)
+                created = await self.rest.create(rt, ns, body, dry_run=dry_run(query))
+                return self.respond(created, fmt, rt, 201)
+            if method == "DELETE":
+                return self.respond(await self.delete_collection(request, rt, ns), fmt, rt)
+            raise errors.method_not_allowed()
+        if method == "GET":
+            if info.legacy_watch or _bool_param(query, "watch"):
+                raise errors.bad_request("watch a single object with ?fieldSelector=metadata.name=NAME")
+            obj = await self.rest.get(rt, ns, info.name)
+            if sub == "scale":
+                obj = to_scale(obj)
+            return self.respond(obj, fmt, rt, query=query)
+        if method == "PUT":
+            body = await _read_body(request)
+            if sub == "scale":
+                return self.respond(await self.put_scale(rt, ns, info.name, body, dry_run(query)), fmt, rt)
+            if sub == "finalize":
+                return self.respond(await self.finalize(rt, info.name, body), fmt, rt)
+            obj, created = await self.rest.update(rt, ns, info.name, body, subresource=sub, dry_run=dry_run(query))
+            return self.respond(obj, fmt, rt, 201 if created else 200)
+        if method == "PATCH":
+            return self.respond(await self.patch(request, rt, ns, info.name, sub), fmt, rt)
+        if method == "DELETE":
+            opts = await delete_options(request)
+            obj, removed = await self.rest.delete(rt, ns, info.name, opts)
+            return self.respond(obj, fmt, rt, 200 if removed else 202)
+        if method == "POST" and sub == "binding":
+            return self.respond(await self.bind(ns, info.name, await _read_body(request), query), fmt, rt, 201)
+        raise errors.method_not_allowed()
+
+    async def list(self, rt: ResourceType, ns: str, query: Any) -> Obj:
+        keep = selector_filter(rt, query)
+        limit = _int_param(query, "limit") or 0
+        revision = 0
+        rv_match = query.get("resourceVersionMatch", "")
+        if rv_match == "Exact":
+            revision = _int_param(query, "resourceVersion") or 0
+            if revision <= 0:
+                raise errors.bad_request("resourceVersionMatch: Exact requires a resourceVersion greater than 0")
+        elif rv_match not in ("", "NotOlderThan"):
+            raise errors.bad_request(f'resourceVersionMatch: Unsupported value: "{rv_match}": supported values: '
+                                     '"Exact", "NotOlderThan"')
+        page = await self.rest.objects.list_page(
+            rt, ns or None, limit=limit, continue_token=query.get("continue", ""), revision=revision, keep=keep
+        )
+        meta: Obj = {"resourceVersion": str(page.revision)}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+            if page.remaining is not None:
+                meta["remainingItemCount"] = page.remaining
+        return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta, "items": page.items}
+
+    async def watch(self, request: web.Request, rt: ResourceType, ns: str, fmt: ResponseFormat) -> web.StreamResponse:
+        query = request.query
+        timeout = _int_param(query, "timeoutSeconds")
+        sie = query.get("sendInitialEvents")
+        req = watch.WatchRequest(
+            resource_version=query.get("resourceVersion", ""),
+            keep=selector_filter(rt, query),
+            bookmarks=_bool_param(query, "allowWatchBookmarks"),
+            send_initial_events=None if sie is None else sie.lower() == "true",
+            timeout=float(timeout) if timeout else None,
+            bookmark_interval=self.bookmark_interval,
+        )
+        events = watch.events(self.rest.objects, rt, ns, req)
+        # Errors before the first event (bad resourceVersion) still answer with a plain Status.
+        first = await anext(events, None)
+        resp = web.StreamResponse(status=200)
+        resp.content_type = "application/json"
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        include = query.get("includeObject", "Metadata")
+        try:
+            event = first
+            while event is not None:
+                obj = event["object"]
+                if fmt.table and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                    obj = to_table(rt, [obj], include_object=include)
+                await resp.write(orjson.dumps({"type": event["type"], "object": obj}) + b"\n")
+                event = await anext(events, None)
+        except (ConnectionResetError, ConnectionError):
+            pass
+        finally:
+            await events.aclose()
+        return resp
+
+    async def delete_collection(self, request: web.Request, rt: ResourceType, ns: str) -> Obj:
+        opts = await delete_options(request)
+        keep = selector_filter(rt, request.query)
+        page = await self.rest.objects.list_page(rt, ns or None, keep=keep)
+        deleted: list[Obj] = []
+        for obj in page.items:
+            try:
+                gone, _ = await self.rest.delete(rt, ns or obj["metadata"].get("namespace", ""),
+                                                 obj["metadata"]["name"], opts)
+            except errors.StatusError as e:
+                if e.code == 404:
+                    continue
+                raise
+            deleted.append(gone)
+        return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": ""},
+                "items": deleted}
+
+    async def patch(self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str) -> Obj:
+        ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if ctype not in _PATCH_CONTENT_TYPES:
+            raise errors.unsupported_media_type(ctype, list(_PATCH_CONTENT_TYPES))
+        if ctype == "application/apply-patch+yaml":
+            raise errors.unsupported_media_type(
+                ctype + " (server-side apply is not supported by kubelite yet: use client-side `kubectl apply`)",
+                list(_PATCH_CONTENT_TYPES[:3]),
+            )
+        raw = await request.read()
+        if len(raw) > codec.MAX_REQUEST_BODY:
+            raise errors.too_large(codec.MAX_REQUEST_BODY)
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise errors.bad_request(f"the patch is not valid JSON: {e}") from None
+        definition = definition_for_kind("autoscaling/v1", "Scale") if sub == "scale" else definition_for_kind(
+            rt.api_version, rt.kind)
+
+        def apply(current: Obj) -> Obj:
+            try:
+                if ctype == "application/json-patch+json":
+                    if not isinstance(doc, list):
+                        raise errors.bad_request("a JSON patch must be a list of operations")
+                    return json_patch(current, doc)  # type: ignore[no-any-return]
+                if not isinstance(doc, dict):
+                    raise errors.bad_request("a merge patch must be a JSON object")
+                if ctype == "application/merge-patch+json":
+                    return json_merge_patch(current, doc)  # type: ignore[no-any-return]
+                return strategic_merge_patch(current, doc, definition)  # type: ignore[no-any-return]
+            except PatchError as e:
+                if e.code == 400:
+                    raise errors.bad_request(e.message) from None
+                raise errors.StatusError(422, "Invalid", e.message) from None
+
+        dry = dry_run(request.query)
+        if sub == "scale":
+            def apply_scale(current: Obj) -> Obj:
+                scaled = apply(to_scale(current))
+                return with_replicas(current, scaled)
+
+            return to_scale(await self.rest.patch(rt, ns, name, apply_scale, dry_run=dry))
+        return await self.rest.patch(rt, ns, name, apply, subresource=sub, dry_run=dry)
+
+    async def put_scale(self, rt: ResourceType, ns: str, name: str, body: Any, dry: bool) -> Obj:
+        if not isinstance(body, dict) or body.get("kind", "Scale") != "Scale":
+            raise errors.bad_request("the body of a scale update must be an autoscaling/v1 Scale")
+        sent_rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+        def apply_scale(current: Obj) -> Obj:
+            if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
+                raise errors.stale_conflict(rt.group, rt.plural, name)
+            return with_replicas(current, body)
+
+        return to_scale(await self.rest.patch(rt, ns, name, apply_scale, dry_run=dry))
+
+    async def finalize(self, rt: ResourceType, name: str, body: Any) -> Obj:
+        finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []
+        await self.rest.finalize_namespace(name, [str(f) for f in finalizers])
+        obj = await self.rest.objects.get(rt, None, name)
+        return obj or {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name},
+                       "status": {"phase": "Terminating"}}
+
+    async def bind(self, ns: str, name: str, body: Any, query: Any) -> Obj:
+        if not isinstance(body, dict) or body.get("kind") != "Binding":
+            raise errors.bad_request("the body must be a v1 Binding")
+        target = (body.get("target") or {}).get("name", "")
+        if not target:
+            raise errors.invalid("", "Binding", name, [errors.Cause("target.name", "Required value",
+                                                                     "FieldValueRequired")])
+        rt = next(r for r in self.rest.strategies if r.kind == "Pod")
+
+        def apply(current: Obj) -> Obj:
+            if current.get("spec", {}).get("nodeName"):
+                raise errors.conflict("", "pods", name, f"pod {name} is already assigned to node "
+                                      f"\"{current['spec']['nodeName']}\"")
+            current["spec"]["nodeName"] = target
+            conds = current.setdefault("status", {}).setdefault("conditions", [])
+            conds[:] = [c for c in conds if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": current["metadata"].get("creationTimestamp")})
+            return current
+
+        await self.rest.patch(rt, ns, name, apply, subresource="binding", dry_run=dry_run(query))
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def to_scale(obj: Obj) -> Obj:
+    md = obj["metadata"]
+    selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                     if k in md},
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
+                   "selector": ",".join(f"{k}={v}" for k, v in selector.items())},
+    }
+
+
+def with_replicas(current: Obj, scale: Obj) -> Obj:
+    replicas = (scale.get("spec") or {}).get("replicas")
+    if not isinstance(replicas, int) or replicas < 0:
+        raise errors.invalid("autoscaling", "Scale", current["metadata"]["name"], [
+            errors.Cause("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")])
+    new = copy.deepcopy(current)
+    new["spec"]["replicas"] = replicas
+    return new
+
+
+async def delete_options(request: web.Request) -> DeleteOptions:
+    query = request.query
+    body: Obj = {}
+    if request.can_read_body:
+        raw = await request.read()
+        if raw.strip():
+            parsed = codec.decode_body(raw, request.headers.get("Content-Type", ""))
+            if not isinstance(parsed, dict):
+                raise errors.bad_request("DeleteOptions must be an object")
+            body = parsed
+    grace = body.get("gracePeriodSeconds")
+    if grace is None:
+        grace = _int_param(query, "gracePeriodSeconds")
+    policy = body.get("propagationPolicy") or query.get("propagationPolicy", "")
+    if body.get("orphanDependents") is True or query.get("orphanDependents") == "true":
+        policy = policy or "Orphan"
+    if policy not in ("", "Orphan", "Background", "Foreground"):
+        raise errors.bad_request(f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+                                 '"Foreground", "Background", "Orphan"')
+    pre = body.get("preconditions") or {}
+    dry = dry_run(query) or body.get("dryRun") == ["All"]
+    return DeleteOptions(grace_period_seconds=grace, propagation_policy=policy, precondition_uid=pre.get("uid") or "",
+                         precondition_rv=pre.get("resourceVersion") or "", dry_run=dry)
+
+
+async def _read_body(request: web.Request) -> Any:
+    raw = await request.read()
+    return codec.decode_body(raw, request.headers.get("Content-Type", ""))

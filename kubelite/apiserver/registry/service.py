@@ -1,0 +1,208 @@
+"""Service strategy: ClusterIP and NodePort allocation and release, in the object's own commit."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from kubelite.api import errors
+from kubelite.api import fielderrors as fe
+from kubelite.api.errors import Cause
+from kubelite.api.service import default_service_families, validate_service_update
+from kubelite.apiserver.allocators import RangeFullError
+from kubelite.apiserver.registry.base import Strategy
+from kubelite.store.interface import Op
+
+Obj = dict[str, Any]
+
+
+def _needs_cluster_ip(spec: Obj) -> bool:
+    return spec.get("type", "ClusterIP") != "ExternalName" and spec.get("clusterIP") != "None"
+
+
+def _needs_node_ports(spec: Obj) -> bool:
+    stype = spec.get("type", "ClusterIP")
+    if stype == "NodePort":
+        return True
+    return stype == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts", True) is not False
+
+
+def _owner(obj: Obj) -> str:
+    md = obj["metadata"]
+    return f"{md.get('namespace', '')}/{md['name']}"
+
+
+class ServiceStrategy(Strategy):
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        return self.validate(new) + validate_service_update(old, new)
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        # A PUT that leaves out allocated values keeps them (Kubernetes does this since 1.20),
+        # as long as the type still uses them.
+        nspec, ospec = new.setdefault("spec", {}), old.get("spec") or {}
+        if _needs_cluster_ip(nspec) and _needs_cluster_ip(ospec) and not nspec.get("clusterIP"):
+            if ospec.get("clusterIP"):
+                nspec["clusterIP"] = ospec["clusterIP"]
+                nspec["clusterIPs"] = list(ospec.get("clusterIPs") or [ospec["clusterIP"]])
+        if _needs_node_ports(nspec) and _needs_node_ports(ospec):
+            old_ports = old_ports_of(ospec)
+            for p in nspec.get("ports") or []:
+                if isinstance(p, dict) and not p.get("nodePort"):
+                    prev = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
+                    if prev:
+                        p["nodePort"] = prev
+        if nspec.get("type") == "ExternalName":
+            # Moving to ExternalName drops every allocated field (the conformance "type change" tests).
+            for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy",
+                        "sessionAffinity", "sessionAffinityConfig", "externalTrafficPolicy"):
+                if key in nspec and nspec.get(key) == ospec.get(key):
+                    nspec.pop(key, None)
+        if not _needs_node_ports(nspec):
+            for p in nspec.get("ports") or []:
+                if isinstance(p, dict) and p.get("nodePort") and p.get("nodePort") == old_ports_of(ospec).get(
+                    (p.get("port"), p.get("protocol", "TCP"))
+                ):
+                    p.pop("nodePort")
+            if nspec.get("type") not in ("NodePort", "LoadBalancer"):
+                if nspec.get("externalTrafficPolicy") == ospec.get("externalTrafficPolicy"):
+                    nspec.pop("externalTrafficPolicy", None)
+        super().prepare_for_update(new, old)
+
+    async def allocate(self, obj: Obj) -> list[Op]:
+        return await self._allocate(obj, None)
+
+    async def reallocate(self, new: Obj, old: Obj) -> list[Op]:
+        return await self._allocate(new, old)
+
+    def release(self, obj: Obj) -> list[Op]:
+        ops: list[Op] = []
+        spec = obj.get("spec") or {}
+        for ip in _allocated_ips(spec):
+            ops.append(self.ctx.cluster_ips.release_op(ip))
+        for port in _allocated_node_ports(spec):
+            ops.append(self.ctx.node_ports.release_op(str(port)))
+        return ops
+
+    def after_commit(self, new: Obj | None, old: Obj | None) -> None:
+        """Keep the allocators' hints in step with what was committed."""
+        for spec, used in (((old or {}).get("spec") or {}, False), ((new or {}).get("spec") or {}, True)):
+            for ip in _allocated_ips(spec):
+                (self.ctx.cluster_ips.mark_used if used else self.ctx.cluster_ips.mark_free)(ip)
+            for port in _allocated_node_ports(spec):
+                (self.ctx.node_ports.mark_used if used else self.ctx.node_ports.mark_free)(str(port))
+
+    def note_taken(self, key: str) -> None:
+        for alloc in (self.ctx.cluster_ips, self.ctx.node_ports):
+            if key.startswith(alloc.prefix):
+                alloc.mark_used(key[len(alloc.prefix):])
+
+    async def _allocate(self, obj: Obj, old: Obj | None) -> list[Op]:
+        spec = obj.setdefault("spec", {})
+        ospec = (old or {}).get("spec") or {}
+        ops: list[Op] = []
+        name = obj["metadata"]["name"]
+        old_ips = set(_allocated_ips(ospec))
+        new_ips: set[str] = set()
+        if _needs_cluster_ip(spec):
+            requested = spec.get("clusterIP") or ""
+            if requested:
+                if requested not in old_ips:
+                    self._check_ip_in_range(obj, requested)
+                    ops.append(self.ctx.cluster_ips.create_op(requested, _owner(obj)))
+                new_ips.add(requested)
+            else:
+                try:
+                    ip = await self.ctx.cluster_ips.pick(set())
+                except RangeFullError:
+                    raise errors.internal("failed to allocate a serviceIP: range is full") from None
+                spec["clusterIP"] = ip
+                spec["clusterIPs"] = [ip]
+                ops.append(self.ctx.cluster_ips.create_op(ip, _owner(obj)))
+                new_ips.add(ip)
+            spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        elif spec.get("type") == "ExternalName":
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+        elif spec.get("clusterIP") == "None":
+            spec["clusterIPs"] = ["None"]
+        for ip in old_ips - new_ips:
+            ops.append(self.ctx.cluster_ips.release_op(ip))
+        old_ports = set(_allocated_node_ports(ospec))
+        new_ports: set[int] = set()
+        if _needs_node_ports(spec):
+            first, last = self.ctx.config.node_port_range
+            taken: set[str] = set()
+            for i, port in enumerate(spec.get("ports") or []):
+                np = port.get("nodePort")
+                if np:
+                    if np in new_ports:
+                        raise errors.invalid("", "Service", name, [fe.duplicate(f"spec.ports[{i}].nodePort", np)])
+                    if np not in old_ports:
+                        if not first <= np <= last:
+                            raise errors.invalid("", "Service", name, [fe.invalid(
+                                f"spec.ports[{i}].nodePort", np,
+                                f"provided port is not in the valid range. The range of valid ports is {first}-{last}",
+                            )])
+                        ops.append(self.ctx.node_ports.create_op(str(np), _owner(obj)))
+                    new_ports.add(np)
+            for port in spec.get("ports") or []:
+                if not port.get("nodePort"):
+                    try:
+                        value = await self.ctx.node_ports.pick(taken | {str(p) for p in new_ports})
+                    except RangeFullError:
+                        raise errors.internal("failed to allocate a nodePort: range is full") from None
+                    taken.add(value)
+                    port["nodePort"] = int(value)
+                    new_ports.add(int(value))
+                    ops.append(self.ctx.node_ports.create_op(value, _owner(obj)))
+        for np in old_ports - new_ports:
+            ops.append(self.ctx.node_ports.release_op(str(np)))
+        default_service_families(obj)
+        return ops
+
+    def _check_ip_in_range(self, obj: Obj, requested: str) -> None:
+        cidr = ipaddress.ip_network(self.ctx.config.service_cidr)
+        try:
+            inside = ipaddress.ip_address(requested) in cidr
+        except ValueError:
+            inside = False
+        if not inside:
+            raise errors.invalid("", "Service", obj["metadata"]["name"], [fe.invalid(
+                "spec.clusterIPs", [requested],
+                f"failed to allocate IP {requested}: provided IP is not in the valid range. The range of valid IPs "
+                f"is {cidr}",
+            )])
+
+    def conflict_error(self, requested: Obj, key: str) -> errors.StatusError | None:
+        """The 422 when an allocation key already existed at commit time for a value the client asked
+        for (``requested`` is the object as sent, before allocation). None: the value was our own
+        random pick, and the caller retries with another."""
+        name = requested["metadata"]["name"]
+        spec = requested.get("spec") or {}
+        if key.startswith(self.ctx.cluster_ips.prefix):
+            ip = key[len(self.ctx.cluster_ips.prefix):]
+            if spec.get("clusterIP") == ip or ip in (spec.get("clusterIPs") or []):
+                return errors.invalid("", "Service", name, [fe.invalid(
+                    "spec.clusterIPs", [ip], f"failed to allocate IP {ip}: provided IP is already allocated")])
+        if key.startswith(self.ctx.node_ports.prefix):
+            port = int(key[len(self.ctx.node_ports.prefix):])
+            for i, p in enumerate(spec.get("ports") or []):
+                if p.get("nodePort") == port:
+                    return errors.invalid("", "Service", name, [fe.invalid(
+                        f"spec.ports[{i}].nodePort", port, "provided port is already allocated")])
+        return None
+
+
+def old_ports_of(spec: Obj) -> dict[tuple[Any, Any], Any]:
+    return {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort") for p in spec.get("ports") or []}
+
+
+def _allocated_ips(spec: Obj) -> list[str]:
+    if not _needs_cluster_ip(spec):
+        return []
+    return [ip for ip in (spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []))
+            if ip and ip != "None"]
+
+
+def _allocated_node_ports(spec: Obj) -> list[int]:
+    return [int(p["nodePort"]) for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("nodePort")]

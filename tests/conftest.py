@@ -1,0 +1,155 @@
+"""Shared fixtures: real kubelite server processes, the real kubectl, the official Python client.
+
+Servers listen on free loopback ports with a temporary data dir and are stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+KUBECTL_VERSIONS = ("1.27", "1.33")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kubectl_dir() -> Path | None:
+    found = shutil.which("kubectl")
+    if not found:
+        return None
+    return Path(os.path.realpath(found)).parent
+
+
+def kubectl_path(version: str) -> Path | None:
+    d = kubectl_dir()
+    if d is None:
+        return None
+    p = d / f"kubectl.{version}"
+    return p if p.exists() else None
+
+
+@dataclass
+class ServerProcess:
+    """``kubelite server`` in a child process; ``start`` returns once the kubeconfig is written."""
+
+    data_dir: Path
+    store: str = "sqlite"
+    port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.kubeconfig.exists():
+            self.kubeconfig.unlink()
+        self.log_path = self.data_dir / "server.log"
+        log = self.log_path.open("ab")
+        cmd = [sys.executable, "-m", "kubelite.cli.main", "server", "--data-dir", str(self.data_dir),
+               "--listen", f"127.0.0.1:{self.port}", "--store", self.store, *self.extra_args]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.kubeconfig.exists():
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kubelite server exited early:\n{self.log_text()}")
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"kubelite server not ready in {timeout}s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path and self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout)
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("kubelite-server")).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@dataclass
+class Kubectl:
+    binary: Path
+    kubeconfig: Path
+    version: str
+
+    def run(self, *args: str, input: str | None = None, check: bool = True, env: dict[str, str] | None = None,
+            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.kubeconfig.parent),
+                    **(env or {})}
+        res = subprocess.run([str(self.binary), *args], input=input, capture_output=True, text=True,
+                             env=full_env, timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}\n{res.stdout}")
+        return res
+
+
+@pytest.fixture(params=KUBECTL_VERSIONS, ids=lambda v: f"kubectl{v}")
+def kubectl(request: pytest.FixtureRequest, server: ServerProcess) -> Kubectl:
+    path = kubectl_path(request.param)
+    if path is None:
+        pytest.skip(f"kubectl.{request.param} is not installed next to the machine's kubectl")
+    return Kubectl(path, server.kubeconfig, request.param)
+
+
+@pytest.fixture
+def namespace(server: ServerProcess, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(str(server.kubeconfig))
+    core = client.CoreV1Api(api_client)
+    base = request.node.name.lower()
+    name = "t-" + "".join(c if c.isalnum() else "-" for c in base)[:40].strip("-") + f"-{os.getpid() % 1000}"
+    name = name.rstrip("-")
+    core.create_namespace({"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name)
+        except client.ApiException:
+            pass
+        api_client.close()
