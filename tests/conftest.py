@@ -67,8 +67,19 @@ class ServerProcess:
             self.kubeconfig.unlink()
         self.log_path = self.data_dir / "server.log"
         log = self.log_path.open("ab")
-        cmd = [sys.executable, "-m", "kubelite.cli.main", "server", "--data-dir", str(self.data_dir),
-               "--listen", f"127.0.0.1:{self.port}", "--store", self.store, *self.extra_args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "kubelite.cli.main",
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--store",
+            self.store,
+            *self.extra_args,
+        ]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout
@@ -82,7 +93,11 @@ class ServerProcess:
         raise RuntimeError(f"kubelite server not ready in {timeout}s:\n{self.log_text()}")
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path and self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace")[-5000:]
+            if self.log_path and self.log_path.exists()
+            else ""
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -115,14 +130,32 @@ class Kubectl:
     kubeconfig: Path
     version: str
 
-    def run(self, *args: str, input: str | None = None, check: bool = True, env: dict[str, str] | None = None,
-            timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        full_env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.kubeconfig.parent),
-                    **(env or {})}
-        res = subprocess.run([str(self.binary), *args], input=input, capture_output=True, text=True,
-                             env=full_env, timeout=timeout)
+    def run(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        timeout: float = 60.0,
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HOME": str(self.kubeconfig.parent),
+            **(env or {}),
+        }
+        res = subprocess.run(
+            [str(self.binary), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+        )
         if check and res.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}\n{res.stdout}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}\n{res.stdout}"
+            )
         return res
 
 

@@ -52,7 +52,9 @@ class StatusError(Exception):
         if self.kind:
             details["kind"] = self.kind
         if self.causes:
-            details["causes"] = [{"reason": c.reason, "message": c.message, "field": c.field} for c in self.causes]
+            details["causes"] = [
+                {"reason": c.reason, "message": c.message, "field": c.field} for c in self.causes
+            ]
         if self.retry_after:
             details["retryAfterSeconds"] = self.retry_after
         if details:
@@ -75,7 +77,9 @@ def _qualified(group_resource: str, name: str) -> str:
 
 def not_found(group: str, resource: str, name: str) -> StatusError:
     gr = f"{resource}.{group}" if group else resource
-    return StatusError(404, "NotFound", f"{_qualified(gr, name)} not found", group=group, kind=resource, name=name)
+    return StatusError(
+        404, "NotFound", f"{_qualified(gr, name)} not found", group=group, kind=resource, name=name
+    )
 
 
 def already_exists(group: str, resource: str, name: str) -> StatusError:
@@ -109,12 +113,15 @@ def stale_conflict(group: str, resource: str, name: str) -> StatusError:
 def invalid(group: str, kind: str, name: str, causes: list[Cause]) -> StatusError:
     gk = f"{kind}.{group}" if group else kind
     parts = [f"{c.field}: {c.message}" if c.field else c.message for c in causes]
-    if len(parts) == 1:
-        summary = parts[0]
-    else:
-        summary = "[" + ", ".join(parts) + "]"
+    summary = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     return StatusError(
-        422, "Invalid", f'{gk} "{name}" is invalid: {summary}', group=group, kind=kind, name=name, causes=causes
+        422,
+        "Invalid",
+        f'{gk} "{name}" is invalid: {summary}',
+        group=group,
+        kind=kind,
+        name=name,
+        causes=causes,
     )
 
 
@@ -128,11 +135,14 @@ def unauthorized() -> StatusError:
 
 def forbidden(group: str, resource: str, name: str, why: str) -> StatusError:
     gr = f"{resource}.{group}" if group else resource
-    return StatusError(403, "Forbidden", f"{_qualified(gr, name)} is forbidden: {why}", group=group, kind=resource,
-                       name=name)
+    return StatusError(
+        403, "Forbidden", f"{_qualified(gr, name)} is forbidden: {why}", group=group, kind=resource, name=name
+    )
 
 
-def method_not_allowed(message: str = "the server does not allow this method on the requested resource") -> StatusError:
+def method_not_allowed(
+    message: str = "the server does not allow this method on the requested resource",
+) -> StatusError:
     return StatusError(405, "MethodNotAllowed", message)
 
 
@@ -149,13 +159,12 @@ def too_large(limit: int) -> StatusError:
 
 
 def unsupported_media_type(content_type: str, supported: list[str]) -> StatusError:
+    shown = f" ({content_type})" if content_type else ""
     return StatusError(
         415,
         "UnsupportedMediaType",
-        f'the body of the request was in an unknown format - accepted media types include: {", ".join(supported)}'
-        if not content_type
-        else f"the body of the request was in an unknown format ({content_type}) - accepted media types "
-        f'include: {", ".join(supported)}',
+        f"the body of the request was in an unknown format{shown} - accepted media types include: "
+        f"{', '.join(supported)}",
     )
 
 

@@ -35,7 +35,9 @@ def invalid(path: str, value: object, detail: str) -> Cause:
 
 def not_supported(path: str, value: object, valid: Iterable[str]) -> Cause:
     options = ", ".join(json.dumps(v) for v in valid)
-    return Cause(path, f"Unsupported value: {_show(value)}: supported values: {options}", "FieldValueNotSupported")
+    return Cause(
+        path, f"Unsupported value: {_show(value)}: supported values: {options}", "FieldValueNotSupported"
+    )
 
 
 def forbidden(path: str, detail: str) -> Cause:

@@ -82,7 +82,9 @@ def validate_service_spec(obj: Obj) -> list[Cause]:
     causes += _validate_ports(spec, ports, stype)
     causes += _validate_cluster_ips(spec, stype)
     if headless and stype in ("NodePort", "LoadBalancer"):
-        causes.append(fe.invalid("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {stype} services"))
+        causes.append(
+            fe.invalid("spec.clusterIPs[0]", "None", f"may not be set to 'None' for {stype} services")
+        )
     affinity = spec.get("sessionAffinity", "None")
     if affinity not in ("None", "ClientIP"):
         causes.append(fe.not_supported("spec.sessionAffinity", affinity, ["ClientIP", "None"]))
@@ -90,26 +92,46 @@ def validate_service_spec(obj: Obj) -> list[Cause]:
         timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
         if not isinstance(timeout, int) or not 0 < timeout <= MAX_AFFINITY_TIMEOUT:
             causes.append(
-                fe.invalid("spec.sessionAffinityConfig.clientIP.timeoutSeconds", timeout,
-                           f"must be greater than 0 and less than {MAX_AFFINITY_TIMEOUT}")
+                fe.invalid(
+                    "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                    timeout,
+                    f"must be greater than 0 and less than {MAX_AFFINITY_TIMEOUT}",
+                )
             )
     elif spec.get("sessionAffinityConfig"):
-        causes.append(fe.invalid("spec.sessionAffinityConfig", spec["sessionAffinityConfig"],
-                                 "must not be set when session affinity is None"))
-    for key, allowed in (("externalTrafficPolicy", ("Cluster", "Local")), ("internalTrafficPolicy",
-                                                                            ("Cluster", "Local"))):
+        causes.append(
+            fe.invalid(
+                "spec.sessionAffinityConfig",
+                spec["sessionAffinityConfig"],
+                "must not be set when session affinity is None",
+            )
+        )
+    for key, allowed in (
+        ("externalTrafficPolicy", ("Cluster", "Local")),
+        ("internalTrafficPolicy", ("Cluster", "Local")),
+    ):
         val = spec.get(key)
         if val is not None and val not in allowed:
             causes.append(fe.not_supported(f"spec.{key}", val, allowed))
     if spec.get("externalTrafficPolicy") and stype not in ("NodePort", "LoadBalancer"):
-        causes.append(fe.invalid("spec.externalTrafficPolicy", spec["externalTrafficPolicy"],
-                                 "may only be set when `type` is 'NodePort' or 'LoadBalancer'"))
+        causes.append(
+            fe.invalid(
+                "spec.externalTrafficPolicy",
+                spec["externalTrafficPolicy"],
+                "may only be set when `type` is 'NodePort' or 'LoadBalancer'",
+            )
+        )
     for i, ip in enumerate(spec.get("externalIPs") or []):
         try:
             ipaddress.ip_address(ip)
         except ValueError:
-            causes.append(fe.invalid(f"spec.externalIPs[{i}]", ip,
-                                     "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+            causes.append(
+                fe.invalid(
+                    f"spec.externalIPs[{i}]",
+                    ip,
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                )
+            )
     selector = spec.get("selector")
     if selector is not None and not isinstance(selector, dict):
         causes.append(fe.invalid("spec.selector", selector, "must be a map of labels"))
@@ -163,7 +185,9 @@ def _validate_ports(spec: Obj, ports: list[Any], stype: str) -> list[Cause]:
             if stype not in ("NodePort", "LoadBalancer"):
                 causes.append(fe.forbidden(f"{p}.nodePort", "may not be used when `type` is 'ClusterIP'"))
             elif not isinstance(node_port, int) or not 1 <= node_port <= 65535:
-                causes.append(fe.invalid(f"{p}.nodePort", node_port, "must be between 1 and 65535, inclusive"))
+                causes.append(
+                    fe.invalid(f"{p}.nodePort", node_port, "must be between 1 and 65535, inclusive")
+                )
     return causes
 
 
@@ -175,10 +199,21 @@ def _validate_target_port(target: object, path: str) -> list[Cause]:
             return [fe.invalid(path, target, "must be between 1 and 65535, inclusive")]
         return []
     if isinstance(target, str):
-        if len(target) > 15 or not _IANA_SVC_NAME.match(target) or "--" in target or not re.search("[a-z]", target):
-            return [fe.invalid(path, target, "must contain only alpha-numeric characters (a-z, 0-9), and hyphens "
-                               "(-)" if not _IANA_SVC_NAME.match(target) else
-                               "must be no more than 15 characters and contain at least one letter (a-z)")]
+        if (
+            len(target) > 15
+            or not _IANA_SVC_NAME.match(target)
+            or "--" in target
+            or not re.search("[a-z]", target)
+        ):
+            return [
+                fe.invalid(
+                    path,
+                    target,
+                    "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"
+                    if not _IANA_SVC_NAME.match(target)
+                    else "must be no more than 15 characters and contain at least one letter (a-z)",
+                )
+            ]
         return []
     return [fe.invalid(path, target, "must be a port number or name")]
 
@@ -200,11 +235,14 @@ def _validate_cluster_ips(spec: Obj, stype: str) -> list[Cause]:
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
-            causes.append(fe.invalid(f"spec.clusterIPs[{i}]", ip,
-                                     "must be empty, 'None', or a valid IP address"))
+            causes.append(
+                fe.invalid(f"spec.clusterIPs[{i}]", ip, "must be empty, 'None', or a valid IP address")
+            )
             continue
         if addr.version in families:
-            causes.append(fe.invalid("spec.clusterIPs", cips, "may specify no more than one IP for each IP family"))
+            causes.append(
+                fe.invalid("spec.clusterIPs", cips, "may specify no more than one IP for each IP family")
+            )
         families.add(addr.version)
     return causes
 

@@ -61,8 +61,11 @@ def validate_metadata(obj: Obj, *, namespaced: bool, name_rule: NameValidator) -
             causes.append(fe.invalid(f"metadata.finalizers[{i}]", f, "must be a qualified name"))
         elif "/" not in f and f not in ("kubernetes", "orphan", "foregroundDeletion"):
             causes.append(
-                fe.invalid(f"metadata.finalizers[{i}]", f, "name is neither a standard finalizer name nor is it "
-                           "fully qualified")
+                fe.invalid(
+                    f"metadata.finalizers[{i}]",
+                    f,
+                    "name is neither a standard finalizer name nor is it fully qualified",
+                )
             )
     return causes
 
@@ -122,7 +125,9 @@ def _validate_owner_references(refs: object) -> list[Cause]:
         if ref.get("controller"):
             controllers += 1
     if controllers > 1:
-        causes.append(fe.invalid("metadata.ownerReferences", refs, "Only one reference can have Controller set to true"))
+        causes.append(
+            fe.invalid("metadata.ownerReferences", refs, "Only one reference can have Controller set to true")
+        )
     return causes
 
 
@@ -139,7 +144,9 @@ def _validate_namespace(obj: Obj) -> list[Cause]:
     return []
 
 
-def _validate_config_data(obj: Obj, fields: tuple[str, ...], *, base64_fields: tuple[str, ...] = ()) -> list[Cause]:
+def _validate_config_data(
+    obj: Obj, fields: tuple[str, ...], *, base64_fields: tuple[str, ...] = ()
+) -> list[Cause]:
     causes: list[Cause] = []
     seen: set[str] = set()
     for fld in fields:
@@ -152,9 +159,13 @@ def _validate_config_data(obj: Obj, fields: tuple[str, ...], *, base64_fields: t
         for k, v in data.items():
             if len(k) > DNS_SUBDOMAIN_MAX or not _CONFIG_KEY.match(k):
                 causes.append(
-                    fe.invalid(f"{fld}[{k}]", k, "a valid config key must consist of alphanumeric characters, "
-                               "'-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for "
-                               "validation is '[-._a-zA-Z0-9]+')")
+                    fe.invalid(
+                        f"{fld}[{k}]",
+                        k,
+                        "a valid config key must consist of alphanumeric characters, "
+                        "'-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for "
+                        "validation is '[-._a-zA-Z0-9]+')",
+                    )
                 )
             if k in seen:
                 causes.append(fe.invalid(f"{fld}[{k}]", k, "duplicate of key present in another data field"))
@@ -165,7 +176,9 @@ def _validate_config_data(obj: Obj, fields: tuple[str, ...], *, base64_fields: t
                 try:
                     base64.b64decode(v, validate=True)
                 except binascii.Error:
-                    causes.append(fe.invalid(f"{fld}[{k}]", "<secret contents redacted>", "illegal base64 data"))
+                    causes.append(
+                        fe.invalid(f"{fld}[{k}]", "<secret contents redacted>", "illegal base64 data")
+                    )
     return causes
 
 
@@ -222,8 +235,12 @@ def _validate_pod_spec(spec: object, path: str) -> list[Cause]:
     if dns not in valid_dns:
         causes.append(fe.not_supported(f"{path}.dnsPolicy", dns, valid_dns))
     if dns == "None" and not (spec.get("dnsConfig") or {}).get("nameservers"):
-        causes.append(fe.required(f"{path}.dnsConfig.nameservers",
-                                  "must provide at least one DNS nameserver when DNS policy is None"))
+        causes.append(
+            fe.required(
+                f"{path}.dnsConfig.nameservers",
+                "must provide at least one DNS nameserver when DNS policy is None",
+            )
+        )
     hostname = spec.get("hostname")
     if hostname:
         for msg in validate_dns1123_label(hostname):
@@ -253,8 +270,14 @@ def _validate_container_ports(ports: list[Any], path: str) -> list[Cause]:
             causes.append(fe.not_supported(f"{pp}.protocol", proto, ["SCTP", "TCP", "UDP"]))
         name = p.get("name")
         if name and (len(name) > 15 or not _IANA_SVC_NAME.match(name) or not re.search("[a-z]", name)):
-            causes.append(fe.invalid(f"{pp}.name", name, "must be no more than 15 characters and be an IANA "
-                                     "service name (lower case alphanumerics and '-', with at least one letter)"))
+            causes.append(
+                fe.invalid(
+                    f"{pp}.name",
+                    name,
+                    "must be no more than 15 characters and be an IANA "
+                    "service name (lower case alphanumerics and '-', with at least one letter)",
+                )
+            )
     return causes
 
 
@@ -270,7 +293,9 @@ def _validate_workload(obj: Obj, *, needs_replicas: bool) -> list[Cause]:
     selector = spec.get("selector")
     template = spec.get("template") or {}
     tlabels = (template.get("metadata") or {}).get("labels") or {}
-    if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+    if not isinstance(selector, dict) or not (
+        selector.get("matchLabels") or selector.get("matchExpressions")
+    ):
         causes.append(fe.required("spec.selector"))
         causes.append(fe.invalid("spec.selector", selector, "empty selector is invalid for deployment"))
     else:
@@ -283,7 +308,11 @@ def _validate_workload(obj: Obj, *, needs_replicas: bool) -> list[Cause]:
         else:
             if not sel.matches(tlabels):
                 causes.append(
-                    fe.invalid("spec.template.metadata.labels", tlabels, "`selector` does not match template `labels`")
+                    fe.invalid(
+                        "spec.template.metadata.labels",
+                        tlabels,
+                        "`selector` does not match template `labels`",
+                    )
                 )
     replicas = spec.get("replicas", 1)
     if needs_replicas and (not isinstance(replicas, int) or replicas < 0):
@@ -303,8 +332,11 @@ def _validate_endpoints(obj: Obj) -> list[Cause]:
         for j, port in enumerate(subset.get("ports") or []):
             pnum = (port or {}).get("port")
             if not isinstance(pnum, int) or not 1 <= pnum <= 65535:
-                causes.append(fe.invalid(f"subsets[{i}].ports[{j}].port", pnum, "must be between 1 and 65535, "
-                                         "inclusive"))
+                causes.append(
+                    fe.invalid(
+                        f"subsets[{i}].ports[{j}].port", pnum, "must be between 1 and 65535, inclusive"
+                    )
+                )
     return causes
 
 
@@ -320,7 +352,9 @@ def _non_special_ip(path: str, ip: str) -> list[Cause]:
     if addr.is_link_local:
         return [fe.invalid(path, ip, "may not be in the link-local range (169.254.0.0/16, fe80::/10)")]
     if addr in ipaddress.ip_network("224.0.0.0/24") or addr in ipaddress.ip_network("ff02::/16"):
-        return [fe.invalid(path, ip, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")]
+        return [
+            fe.invalid(path, ip, "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
+        ]
     return []
 
 
@@ -362,7 +396,9 @@ def _validate_ingress(obj: Obj) -> list[Cause]:
             if ptype is None:
                 causes.append(fe.required(f"{pp}.pathType", "pathType must be specified"))
             elif ptype not in ("Exact", "Prefix", "ImplementationSpecific"):
-                causes.append(fe.not_supported(f"{pp}.pathType", ptype, ["Exact", "ImplementationSpecific", "Prefix"]))
+                causes.append(
+                    fe.not_supported(f"{pp}.pathType", ptype, ["Exact", "ImplementationSpecific", "Prefix"])
+                )
             path = p.get("path", "")
             if ptype in ("Exact", "Prefix") and not str(path).startswith("/"):
                 causes.append(fe.invalid(f"{pp}.path", path, "must be an absolute path"))
@@ -384,8 +420,11 @@ def _validate_backend(backend: object, path: str) -> list[Cause]:
             causes.append(fe.required(f"{path}.service.name"))
         port = svc.get("port") or {}
         if ("number" in port) == ("name" in port):
-            causes.append(fe.invalid(f"{path}.service.port", port, "cannot set both port name & port number")
-                          if port else fe.required(f"{path}.service.port", "port name or number is required"))
+            causes.append(
+                fe.invalid(f"{path}.service.port", port, "cannot set both port name & port number")
+                if port
+                else fe.required(f"{path}.service.port", "port name or number is required")
+            )
         return causes
     return []
 
@@ -403,8 +442,9 @@ def _validate_event(obj: Obj) -> list[Cause]:
         return [fe.required("involvedObject")]
     ns = (obj.get("metadata") or {}).get("namespace", "")
     if inv.get("namespace") and ns and inv.get("namespace") != ns:
-        return [fe.invalid("involvedObject.namespace", inv.get("namespace"),
-                           "does not match event.namespace")]
+        return [
+            fe.invalid("involvedObject.namespace", inv.get("namespace"), "does not match event.namespace")
+        ]
     return []
 
 

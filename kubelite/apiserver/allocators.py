@@ -44,7 +44,7 @@ class RangeAllocator:
 
     async def load(self) -> None:
         res = await self._storage.list(self.prefix)
-        self._used = {kv.key[len(self.prefix):] for kv in res.items}
+        self._used = {kv.key[len(self.prefix) :] for kv in res.items}
 
     def key(self, value: str) -> str:
         return self.prefix + value

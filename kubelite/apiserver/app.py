@@ -1,10 +1,10 @@
 """The API server's HTTP application: authentication, error mapping and routing.
 
-    request ─► auth (bearer token) ─► parse path ─┬─ /healthz /livez /readyz /version
-                                                  ├─ /api /apis ... discovery (plain or aggregated)
-                                                  ├─ /openapi/v2 /openapi/v3[/...]
-                                                  └─ resource ─► ResourceHandler ─► Rest ─► Storage
-    any StatusError ─► a Kubernetes Status body with its HTTP code
+request ─► auth (bearer token) ─► parse path ─┬─ /healthz /livez /readyz /version
+                                              ├─ /api /apis ... discovery (plain or aggregated)
+                                              ├─ /openapi/v2 /openapi/v3[/...]
+                                              └─ resource ─► ResourceHandler ─► Rest ─► Storage
+any StatusError ─► a Kubernetes Status body with its HTTP code
 """
 
 from __future__ import annotations
@@ -29,9 +29,17 @@ from kubelite.apiserver.rest import Rest
 log = logging.getLogger("kubelite.apiserver")
 
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
-KUBERNETES_VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0+kubelite", "gitCommit": "kubelite",
-                      "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "python",
-                      "compiler": "cpython", "platform": "linux/amd64"}
+KUBERNETES_VERSION = {
+    "major": "1",
+    "minor": "33",
+    "gitVersion": "v1.33.0+kubelite",
+    "gitCommit": "kubelite",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "python",
+    "compiler": "cpython",
+    "platform": "linux/amd64",
+}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -114,11 +122,17 @@ def _discovery(state: AppState, request: web.Request) -> web.Response:
     if parts in (["api"], ["apis"]):
         fmt = codec.negotiate(request.headers.get("Accept", ""), allow_discovery=True)
         if fmt.discovery:
-            resp = _json(discovery.aggregated(index, legacy=parts == ["api"], version=fmt.discovery),
-                         discovery.discovery_content_type(fmt.discovery))
+            resp = _json(
+                discovery.aggregated(index, legacy=parts == ["api"], version=fmt.discovery),
+                discovery.discovery_content_type(fmt.discovery),
+            )
             resp.headers["Vary"] = "Accept"
             return resp
-        doc = discovery.api_versions(state.server_address) if parts == ["api"] else discovery.api_group_list(index)
+        doc = (
+            discovery.api_versions(state.server_address)
+            if parts == ["api"]
+            else discovery.api_group_list(index)
+        )
         return _json(doc)
     found: dict[str, Any] | None = None
     if len(parts) == 2 and parts[0] == "api":
@@ -139,7 +153,7 @@ def _openapi(docs: OpenAPIDocuments, request: web.Request) -> web.Response:
     if path == "/openapi/v3":
         return web.Response(body=docs.v3_index(), content_type="application/json")
     if path.startswith("/openapi/v3/"):
-        body = docs.v3(path[len("/openapi/v3/"):])
+        body = docs.v3(path[len("/openapi/v3/") :])
         if body is not None:
             return web.Response(body=body, content_type="application/json")
     raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")

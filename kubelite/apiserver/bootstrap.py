@@ -52,33 +52,74 @@ async def _put_raw(rest: Rest, api_version: str, kind: str, obj: dict[str, Any])
 
 async def bootstrap(rest: Rest, *, service_cidr: str, advertise_address: str, port: int) -> None:
     for name in SYSTEM_NAMESPACES:
-        await _ensure(rest, "v1", "Namespace", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        await _ensure(
+            rest, "v1", "Namespace", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
     first_ip = str(ipaddress.ip_network(service_cidr).network_address + 1)
-    await _ensure(rest, "v1", "Service", {
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
-        "spec": {"type": "ClusterIP", "clusterIP": first_ip, "sessionAffinity": "None",
-                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
-    })
+    await _ensure(
+        rest,
+        "v1",
+        "Service",
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": first_ip,
+                "sessionAffinity": "None",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+            },
+        },
+    )
     subsets = []
     endpoints = []
     if advertise_address:
-        subsets = [{"addresses": [{"ip": advertise_address}],
-                    "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
-        endpoints = [{"addresses": [advertise_address], "conditions": {"ready": True, "serving": True,
-                                                                       "terminating": False}}]
-    await _put_raw(rest, "v1", "Endpoints", {
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": subsets,
-    })
-    await _put_raw(rest, "discovery.k8s.io/v1", "EndpointSlice", {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": "kubernetes"}},
-        "addressType": "IPv4",
-        "endpoints": endpoints,
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-    })
+        subsets = [
+            {
+                "addresses": [{"ip": advertise_address}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            }
+        ]
+        endpoints = [
+            {
+                "addresses": [advertise_address],
+                "conditions": {"ready": True, "serving": True, "terminating": False},
+            }
+        ]
+    await _put_raw(
+        rest,
+        "v1",
+        "Endpoints",
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+            },
+            "subsets": subsets,
+        },
+    )
+    await _put_raw(
+        rest,
+        "discovery.k8s.io/v1",
+        "EndpointSlice",
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "kubernetes"},
+            },
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        },
+    )

@@ -53,8 +53,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _new_ca(pki: Path) -> None:
@@ -70,9 +71,20 @@ def _new_ca(pki: Path) -> None:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(key, hashes.SHA256())
     )
     _write_private(pki / "ca.key", _key_pem(key))
@@ -113,8 +125,16 @@ def _new_serving_cert(pki: Path, hosts: list[str]) -> None:
 
 
 def serving_hosts(listen_host: str, extra: list[str] | None = None) -> list[str]:
-    hosts = ["127.0.0.1", "localhost", "::1", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-             "kubernetes.default.svc.cluster.local", socket.gethostname()]
+    hosts = [
+        "127.0.0.1",
+        "localhost",
+        "::1",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        socket.gethostname(),
+    ]
     if listen_host not in ("", "0.0.0.0", "::"):
         hosts.append(listen_host)
     return hosts + list(extra or [])
@@ -146,9 +166,13 @@ def kubeconfig(creds: Credentials, server_url: str, *, cluster: str = "kubelite"
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": cluster, "cluster": {"server": server_url, "certificate-authority-data": ca_data}}],
+        "clusters": [
+            {"name": cluster, "cluster": {"server": server_url, "certificate-authority-data": ca_data}}
+        ],
         "users": [{"name": "admin", "user": {"token": creds.admin_token}}],
-        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": "admin", "namespace": "default"}}],
+        "contexts": [
+            {"name": cluster, "context": {"cluster": cluster, "user": "admin", "namespace": "default"}}
+        ],
         "current-context": cluster,
         "preferences": {},
     }

@@ -73,13 +73,22 @@ def negotiate(accept: str, *, allow_table: bool = False, allow_discovery: bool =
         return ResponseFormat()
     for mt in parse_media_types(accept):
         if mt.as_kind == "Table":
-            if allow_table and mt.params.get("g") == "meta.k8s.io" and mt.params.get("v") in ("v1", "v1beta1"):
+            if (
+                allow_table
+                and mt.params.get("g") == "meta.k8s.io"
+                and mt.params.get("v") in ("v1", "v1beta1")
+            ):
                 return ResponseFormat(table=True, table_version=mt.params["v"])
             continue
         if mt.as_kind == "APIGroupDiscoveryList":
-            if allow_discovery and mt.params.get("g") == "apidiscovery.k8s.io" and mt.params.get("v") in (
-                "v2",
-                "v2beta1",
+            if (
+                allow_discovery
+                and mt.params.get("g") == "apidiscovery.k8s.io"
+                and mt.params.get("v")
+                in (
+                    "v2",
+                    "v2beta1",
+                )
             ):
                 return ResponseFormat(discovery=mt.params["v"])
             continue

@@ -88,8 +88,13 @@ def api_resource_list(index: ResourceIndex, group: str, version: str) -> Obj | N
         out.append(entry)
         for sub in rt.subresources:
             g, v, kind, verbs = _sub_kind(rt, sub)
-            sub_entry: Obj = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
-                              "kind": kind, "verbs": list(verbs)}
+            sub_entry: Obj = {
+                "name": f"{rt.plural}/{sub}",
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "kind": kind,
+                "verbs": list(verbs),
+            }
             if g != rt.group or (v and v != rt.version):
                 sub_entry["group"], sub_entry["version"] = g, v
             out.append(sub_entry)
@@ -112,8 +117,13 @@ def _discovery_resource(rt: ResourceType) -> Obj:
     subs = []
     for sub in rt.subresources:
         g, v, kind, verbs = _sub_kind(rt, sub)
-        subs.append({"subresource": sub, "responseKind": {"group": g, "version": v or rt.version, "kind": kind},
-                     "verbs": list(verbs)})
+        subs.append(
+            {
+                "subresource": sub,
+                "responseKind": {"group": g, "version": v or rt.version, "kind": kind},
+                "verbs": list(verbs),
+            }
+        )
     if subs:
         res["subresources"] = subs
     return res
@@ -129,14 +139,20 @@ def aggregated(index: ResourceIndex, *, legacy: bool, version: str) -> Obj:
         if group:
             item["metadata"]["name"] = group
         for v in versions:
-            item["versions"].append({
-                "version": v,
-                "resources": [_discovery_resource(rt) for rt in index.in_group_version(group, v)],
-                "freshness": "Current",
-            })
+            item["versions"].append(
+                {
+                    "version": v,
+                    "resources": [_discovery_resource(rt) for rt in index.in_group_version(group, v)],
+                    "freshness": "Current",
+                }
+            )
         items.append(item)
-    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}", "metadata": {},
-            "items": items}
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": f"apidiscovery.k8s.io/{version}",
+        "metadata": {},
+        "items": items,
+    }
 
 
 def discovery_content_type(version: str) -> str:

@@ -1,10 +1,10 @@
 """HTTP verbs on resources: turns a parsed request into a ``Rest`` call and encodes the answer.
 
-    GET    collection          list, or watch with ?watch=true
-    GET    item[/status|scale] get
-    POST   collection          create            POST item/binding   bind a pod to a node
-    PUT    item[/status|scale] update            PATCH item[...]     patch (json, merge, strategic)
-    DELETE item                delete            DELETE collection   deletecollection
+GET    collection          list, or watch with ?watch=true
+GET    item[/status|scale] get
+POST   collection          create            POST item/binding   bind a pod to a node
+PUT    item[/status|scale] update            PATCH item[...]     patch (json, merge, strategic)
+DELETE item                delete            DELETE collection   deletecollection
 """
 
 from __future__ import annotations
@@ -82,10 +82,11 @@ class ResourceHandler:
         self.rest = rest
         self.bookmark_interval = bookmark_interval
 
-    def respond(self, obj: Any, fmt: ResponseFormat, rt: ResourceType, status: int = 200, *,
-                query: Any = None) -> web.Response:
+    def respond(
+        self, obj: Any, fmt: ResponseFormat, rt: ResourceType, status: int = 200, *, query: Any = None
+    ) -> web.Response:
         if fmt.table and isinstance(obj, dict) and obj.get("kind") not in ("Status", "Scale"):
-            items = obj["items"] if "items" in obj else [obj]
+            items = obj.get("items", [obj])
             include = (query or {}).get("includeObject", "Metadata")
             list_meta = obj.get("metadata") if "items" in obj else None
             obj = to_table(rt, items, include_object=include, list_meta=list_meta)
@@ -108,7 +109,8 @@ class ResourceHandler:
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
         if sub in ("log", "exec", "attach", "portforward", "proxy"):
             raise errors.StatusError(
-                503, "ServiceUnavailable",
+                503,
+                "ServiceUnavailable",
                 f"{rt.plural}/{sub} needs a node agent; this cluster has none running yet "
                 "(start nodes with `kubelite up`)",
             )
@@ -119,8 +121,8 @@ class ResourceHandler:
                 return self.respond(await self.list(rt, ns, query), fmt, rt, query=query)
             if method == "POST":
                 body = await _read_body(request)
-                created = await self.rest.create(rt, ns, body, dry_run=dry_run(query))
-                return self.respond(created, fmt, rt, 201)
+                new_obj = await self.rest.create(rt, ns, body, dry_run=dry_run(query))
+                return self.respond(new_obj, fmt, rt, 201)
             if method == "DELETE":
                 return self.respond(await self.delete_collection(request, rt, ns), fmt, rt)
             raise errors.method_not_allowed()
@@ -137,7 +139,9 @@ class ResourceHandler:
                 return self.respond(await self.put_scale(rt, ns, info.name, body, dry_run(query)), fmt, rt)
             if sub == "finalize":
                 return self.respond(await self.finalize(rt, info.name, body), fmt, rt)
-            obj, created = await self.rest.update(rt, ns, info.name, body, subresource=sub, dry_run=dry_run(query))
+            obj, created = await self.rest.update(
+                rt, ns, info.name, body, subresource=sub, dry_run=dry_run(query)
+            )
             return self.respond(obj, fmt, rt, 201 if created else 200)
         if method == "PATCH":
             return self.respond(await self.patch(request, rt, ns, info.name, sub), fmt, rt)
@@ -146,7 +150,9 @@ class ResourceHandler:
             obj, removed = await self.rest.delete(rt, ns, info.name, opts)
             return self.respond(obj, fmt, rt, 200 if removed else 202)
         if method == "POST" and sub == "binding":
-            return self.respond(await self.bind(ns, info.name, await _read_body(request), query), fmt, rt, 201)
+            return self.respond(
+                await self.bind(ns, info.name, await _read_body(request), query), fmt, rt, 201
+            )
         raise errors.method_not_allowed()
 
     async def list(self, rt: ResourceType, ns: str, query: Any) -> Obj:
@@ -157,12 +163,21 @@ class ResourceHandler:
         if rv_match == "Exact":
             revision = _int_param(query, "resourceVersion") or 0
             if revision <= 0:
-                raise errors.bad_request("resourceVersionMatch: Exact requires a resourceVersion greater than 0")
+                raise errors.bad_request(
+                    "resourceVersionMatch: Exact requires a resourceVersion greater than 0"
+                )
         elif rv_match not in ("", "NotOlderThan"):
-            raise errors.bad_request(f'resourceVersionMatch: Unsupported value: "{rv_match}": supported values: '
-                                     '"Exact", "NotOlderThan"')
+            raise errors.bad_request(
+                f'resourceVersionMatch: Unsupported value: "{rv_match}": supported values: '
+                '"Exact", "NotOlderThan"'
+            )
         page = await self.rest.objects.list_page(
-            rt, ns or None, limit=limit, continue_token=query.get("continue", ""), revision=revision, keep=keep
+            rt,
+            ns or None,
+            limit=limit,
+            continue_token=query.get("continue", ""),
+            revision=revision,
+            keep=keep,
         )
         meta: Obj = {"resourceVersion": str(page.revision)}
         if page.continue_token:
@@ -171,7 +186,9 @@ class ResourceHandler:
                 meta["remainingItemCount"] = page.remaining
         return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta, "items": page.items}
 
-    async def watch(self, request: web.Request, rt: ResourceType, ns: str, fmt: ResponseFormat) -> web.StreamResponse:
+    async def watch(
+        self, request: web.Request, rt: ResourceType, ns: str, fmt: ResponseFormat
+    ) -> web.StreamResponse:
         query = request.query
         timeout = _int_param(query, "timeoutSeconds")
         sie = query.get("sendInitialEvents")
@@ -212,15 +229,20 @@ class ResourceHandler:
         deleted: list[Obj] = []
         for obj in page.items:
             try:
-                gone, _ = await self.rest.delete(rt, ns or obj["metadata"].get("namespace", ""),
-                                                 obj["metadata"]["name"], opts)
+                gone, _ = await self.rest.delete(
+                    rt, ns or obj["metadata"].get("namespace", ""), obj["metadata"]["name"], opts
+                )
             except errors.StatusError as e:
                 if e.code == 404:
                     continue
                 raise
             deleted.append(gone)
-        return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": ""},
-                "items": deleted}
+        return {
+            "kind": rt.list_kind,
+            "apiVersion": rt.api_version,
+            "metadata": {"resourceVersion": ""},
+            "items": deleted,
+        }
 
     async def patch(self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str) -> Obj:
         ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -228,7 +250,8 @@ class ResourceHandler:
             raise errors.unsupported_media_type(ctype, list(_PATCH_CONTENT_TYPES))
         if ctype == "application/apply-patch+yaml":
             raise errors.unsupported_media_type(
-                ctype + " (server-side apply is not supported by kubelite yet: use client-side `kubectl apply`)",
+                ctype
+                + " (server-side apply is not supported by kubelite yet: use client-side `kubectl apply`)",
                 list(_PATCH_CONTENT_TYPES[:3]),
             )
         raw = await request.read()
@@ -238,20 +261,23 @@ class ResourceHandler:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise errors.bad_request(f"the patch is not valid JSON: {e}") from None
-        definition = definition_for_kind("autoscaling/v1", "Scale") if sub == "scale" else definition_for_kind(
-            rt.api_version, rt.kind)
+        definition = (
+            definition_for_kind("autoscaling/v1", "Scale")
+            if sub == "scale"
+            else definition_for_kind(rt.api_version, rt.kind)
+        )
 
         def apply(current: Obj) -> Obj:
             try:
                 if ctype == "application/json-patch+json":
                     if not isinstance(doc, list):
                         raise errors.bad_request("a JSON patch must be a list of operations")
-                    return json_patch(current, doc)  # type: ignore[no-any-return]
+                    return _as_object(json_patch(current, doc))
                 if not isinstance(doc, dict):
                     raise errors.bad_request("a merge patch must be a JSON object")
                 if ctype == "application/merge-patch+json":
-                    return json_merge_patch(current, doc)  # type: ignore[no-any-return]
-                return strategic_merge_patch(current, doc, definition)  # type: ignore[no-any-return]
+                    return _as_object(json_merge_patch(current, doc))
+                return strategic_merge_patch(current, doc, definition)
             except PatchError as e:
                 if e.code == 400:
                     raise errors.bad_request(e.message) from None
@@ -259,6 +285,7 @@ class ResourceHandler:
 
         dry = dry_run(request.query)
         if sub == "scale":
+
             def apply_scale(current: Obj) -> Obj:
                 scaled = apply(to_scale(current))
                 return with_replicas(current, scaled)
@@ -282,31 +309,52 @@ class ResourceHandler:
         finalizers = ((body or {}).get("spec") or {}).get("finalizers") or []
         await self.rest.finalize_namespace(name, [str(f) for f in finalizers])
         obj = await self.rest.objects.get(rt, None, name)
-        return obj or {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": name},
-                       "status": {"phase": "Terminating"}}
+        return obj or {
+            "kind": "Namespace",
+            "apiVersion": "v1",
+            "metadata": {"name": name},
+            "status": {"phase": "Terminating"},
+        }
 
     async def bind(self, ns: str, name: str, body: Any, query: Any) -> Obj:
         if not isinstance(body, dict) or body.get("kind") != "Binding":
             raise errors.bad_request("the body must be a v1 Binding")
         target = (body.get("target") or {}).get("name", "")
         if not target:
-            raise errors.invalid("", "Binding", name, [errors.Cause("target.name", "Required value",
-                                                                     "FieldValueRequired")])
+            raise errors.invalid(
+                "", "Binding", name, [errors.Cause("target.name", "Required value", "FieldValueRequired")]
+            )
         rt = next(r for r in self.rest.strategies if r.kind == "Pod")
 
         def apply(current: Obj) -> Obj:
             if current.get("spec", {}).get("nodeName"):
-                raise errors.conflict("", "pods", name, f"pod {name} is already assigned to node "
-                                      f"\"{current['spec']['nodeName']}\"")
+                raise errors.conflict(
+                    "",
+                    "pods",
+                    name,
+                    f'pod {name} is already assigned to node "{current["spec"]["nodeName"]}"',
+                )
             current["spec"]["nodeName"] = target
             conds = current.setdefault("status", {}).setdefault("conditions", [])
             conds[:] = [c for c in conds if c.get("type") != "PodScheduled"]
-            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                          "lastTransitionTime": current["metadata"].get("creationTimestamp")})
+            conds.append(
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": current["metadata"].get("creationTimestamp"),
+                }
+            )
             return current
 
         await self.rest.patch(rt, ns, name, apply, subresource="binding", dry_run=dry_run(query))
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def _as_object(value: object) -> Obj:
+    if not isinstance(value, dict):
+        raise errors.StatusError(422, "Invalid", "the patched document is not an object")
+    return value
 
 
 def to_scale(obj: Obj) -> Obj:
@@ -315,19 +363,30 @@ def to_scale(obj: Obj) -> Obj:
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                     if k in md},
+        "metadata": {
+            k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md
+        },
         "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
-        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                   "selector": ",".join(f"{k}={v}" for k, v in selector.items())},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", 0),
+            "selector": ",".join(f"{k}={v}" for k, v in selector.items()),
+        },
     }
 
 
 def with_replicas(current: Obj, scale: Obj) -> Obj:
     replicas = (scale.get("spec") or {}).get("replicas")
     if not isinstance(replicas, int) or replicas < 0:
-        raise errors.invalid("autoscaling", "Scale", current["metadata"]["name"], [
-            errors.Cause("spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")])
+        raise errors.invalid(
+            "autoscaling",
+            "Scale",
+            current["metadata"]["name"],
+            [
+                errors.Cause(
+                    "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0"
+                )
+            ],
+        )
     new = copy.deepcopy(current)
     new["spec"]["replicas"] = replicas
     return new
@@ -350,12 +409,19 @@ async def delete_options(request: web.Request) -> DeleteOptions:
     if body.get("orphanDependents") is True or query.get("orphanDependents") == "true":
         policy = policy or "Orphan"
     if policy not in ("", "Orphan", "Background", "Foreground"):
-        raise errors.bad_request(f'propagationPolicy: Unsupported value: "{policy}": supported values: '
-                                 '"Foreground", "Background", "Orphan"')
+        raise errors.bad_request(
+            f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+            '"Foreground", "Background", "Orphan"'
+        )
     pre = body.get("preconditions") or {}
     dry = dry_run(query) or body.get("dryRun") == ["All"]
-    return DeleteOptions(grace_period_seconds=grace, propagation_policy=policy, precondition_uid=pre.get("uid") or "",
-                         precondition_rv=pre.get("resourceVersion") or "", dry_run=dry)
+    return DeleteOptions(
+        grace_period_seconds=grace,
+        propagation_policy=policy,
+        precondition_uid=pre.get("uid") or "",
+        precondition_rv=pre.get("resourceVersion") or "",
+        dry_run=dry,
+    )
 
 
 async def _read_body(request: web.Request) -> Any:

@@ -37,7 +37,7 @@ class NamespaceFinalizer:
         res = await self._rest.storage.list(NAMESPACES_KEY_PREFIX)
         for kv in res.items:
             if decode(kv)["metadata"].get("deletionTimestamp"):
-                self.enqueue(kv.key[len(NAMESPACES_KEY_PREFIX):])
+                self.enqueue(kv.key[len(NAMESPACES_KEY_PREFIX) :])
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -71,8 +71,9 @@ class NamespaceFinalizer:
                     if obj["metadata"].get("deletionTimestamp"):
                         continue
                     with contextlib.suppress(StatusError):
-                        await rest.delete(rt, name, obj["metadata"]["name"],
-                                          DeleteOptions(propagation_policy="Background"))
+                        await rest.delete(
+                            rt, name, obj["metadata"]["name"], DeleteOptions(propagation_policy="Background")
+                        )
             if remaining == 0:
                 break
             await asyncio.sleep(self._poll)

@@ -45,7 +45,7 @@ class Page:
 
 
 def encode_continue(revision: int, last_key: str, prefix: str) -> str:
-    token = {"v": "meta.k8s.io/v1", "rv": revision, "start": last_key[len(prefix):] + "\x00"}
+    token = {"v": "meta.k8s.io/v1", "rv": revision, "start": last_key[len(prefix) :] + "\x00"}
     return base64.urlsafe_b64encode(orjson.dumps(token)).decode().rstrip("=")
 
 
@@ -57,10 +57,13 @@ def decode_continue(token: str, prefix: str) -> tuple[int, str]:
         rv = int(data["rv"])
         start = str(data["start"])
     except (binascii.Error, ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        raise errors.bad_request("continue key is not valid: the token was not issued by this server") from None
+        raise errors.bad_request(
+            "continue key is not valid: the token was not issued by this server"
+        ) from None
     if data.get("v") != "meta.k8s.io/v1" or rv <= 0 or not start.endswith("\x00"):
-        raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version "
-                                 "meta.k8s.io/v1)")
+        raise errors.bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        )
     return rv, prefix + start[:-1]
 
 
@@ -115,7 +118,9 @@ class ObjectStore:
                     raise errors.gone(_CONTINUE_TOO_OLD) from None
                 raise errors.gone(f"too old resource version: {revision}") from None
             except FutureRevisionError as e:
-                raise errors.timeout(f"Too large resource version: {e.requested}, current: {e.current}") from None
+                raise errors.timeout(
+                    f"Too large resource version: {e.requested}, current: {e.current}"
+                ) from None
             read_at = res.revision
             for kv in res.items:
                 obj = decode(kv)

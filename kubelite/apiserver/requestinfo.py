@@ -56,10 +56,13 @@ def parse_request_path(path: str) -> RequestInfo:
     if len(rest) >= 2 and rest[0] == "namespaces":
         if len(rest) == 2:
             # /api/v1/namespaces/{name}: the Namespace object itself.
-            return RequestInfo(True, raw, group, version, "", "namespaces", rest[1], legacy_watch=legacy_watch)
+            return RequestInfo(
+                True, raw, group, version, "", "namespaces", rest[1], legacy_watch=legacy_watch
+            )
         if len(rest) >= 3 and rest[2] in ("status", "finalize") and len(rest) == 3:
-            return RequestInfo(True, raw, group, version, "", "namespaces", rest[1], rest[2],
-                               legacy_watch=legacy_watch)
+            return RequestInfo(
+                True, raw, group, version, "", "namespaces", rest[1], rest[2], legacy_watch=legacy_watch
+            )
         namespace, rest = rest[1], rest[2:]
     if not rest:
         return RequestInfo(False, raw)

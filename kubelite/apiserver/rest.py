@@ -33,8 +33,14 @@ from kubelite.store.interface import (
 
 Obj = dict[str, Any]
 _RETRIES = 16
-_SERVER_SET_METADATA = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-                        "selfLink", "generation")
+_SERVER_SET_METADATA = (
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+    "generation",
+)
 NAMESPACES_KEY_PREFIX = "/registry/namespaces/"
 
 
@@ -51,7 +57,7 @@ def check_type_meta(obj: Any, rt: ResourceType, *, scale: bool = False) -> Obj:
     """The body must be an object of the endpoint's kind; 400 with kube-apiserver's wording otherwise."""
     if not isinstance(obj, dict):
         raise errors.bad_request("the request body must be a JSON or YAML object")
-    expected_version, expected_kind = (("autoscaling/v1", "Scale") if scale else (rt.api_version, rt.kind))
+    expected_version, expected_kind = ("autoscaling/v1", "Scale") if scale else (rt.api_version, rt.kind)
     kind = obj.get("kind")
     api_version = obj.get("apiVersion")
     if kind is None and api_version is None:
@@ -85,8 +91,12 @@ def _short(obj: Obj) -> str:
 class Rest:
     """Generic verbs. ``strategies`` maps each served resource type to its strategy."""
 
-    def __init__(self, objects: ObjectStore, strategies: dict[ResourceType, Strategy],
-                 on_namespace_terminating: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        strategies: dict[ResourceType, Strategy],
+        on_namespace_terminating: Callable[[str], None] | None = None,
+    ) -> None:
         self.objects = objects
         self.storage = objects.storage
         self.strategies = strategies
@@ -164,14 +174,22 @@ class Rest:
         ns = decode(kv)
         if ns["metadata"].get("deletionTimestamp"):
             raise errors.forbidden(
-                rt.group, rt.plural, name,
+                rt.group,
+                rt.plural,
+                name,
                 f"unable to create new content in namespace {namespace} because it is being terminated",
             )
 
     # --- update ---------------------------------------------------------------------------------
 
     async def update(
-        self, rt: ResourceType, namespace: str, name: str, body: Any, *, subresource: str = "",
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Any,
+        *,
+        subresource: str = "",
         dry_run: bool = False,
     ) -> tuple[Obj, bool]:
         """PUT. Returns (object, created)."""
@@ -194,15 +212,22 @@ class Rest:
             sent_rv = str(md.get("resourceVersion") or "")
             if sent_rv and sent_rv != str(kv.mod_revision):
                 raise errors.stale_conflict(rt.group, rt.plural, name)
-            result = await self._write_update(rt, kv, copy.deepcopy(obj), subresource, dry_run=dry_run,
-                                              precondition=bool(sent_rv))
+            result = await self._write_update(
+                rt, kv, copy.deepcopy(obj), subresource, dry_run=dry_run, precondition=bool(sent_rv)
+            )
             if result is not None:
                 return result, False
         raise errors.stale_conflict(rt.group, rt.plural, name)
 
     async def patch(
-        self, rt: ResourceType, namespace: str, name: str, apply_patch: Callable[[Obj], Obj], *,
-        subresource: str = "", dry_run: bool = False,
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        apply_patch: Callable[[Obj], Obj],
+        *,
+        subresource: str = "",
+        dry_run: bool = False,
     ) -> Obj:
         """PATCH: ``apply_patch(current) -> new`` is run on the latest object, retried on conflict."""
         for _ in range(_RETRIES):
@@ -222,8 +247,9 @@ class Rest:
                 raise errors.bad_request("metadata.name may not be changed by a patch")
             patched["metadata"]["name"] = name
             self._set_namespace(rt, patched["metadata"], namespace)
-            result = await self._write_update(rt, kv, patched, subresource, dry_run=dry_run,
-                                              precondition=bool(sent_rv))
+            result = await self._write_update(
+                rt, kv, patched, subresource, dry_run=dry_run, precondition=bool(sent_rv)
+            )
             if result is not None:
                 return result
         raise errors.stale_conflict(rt.group, rt.plural, name)
@@ -237,9 +263,12 @@ class Rest:
         omd, nmd = old["metadata"], new["metadata"]
         sent_uid = nmd.get("uid")
         if sent_uid and sent_uid != omd.get("uid"):
-            raise errors.conflict(rt.group, rt.plural, omd["name"],
-                                  f"Precondition failed: UID in precondition: {sent_uid}, UID in object meta: "
-                                  f"{omd.get('uid')}")
+            raise errors.conflict(
+                rt.group,
+                rt.plural,
+                omd["name"],
+                f"Precondition failed: UID in precondition: {sent_uid}, UID in object meta: {omd.get('uid')}",
+            )
         for key in _SERVER_SET_METADATA:
             if key in omd:
                 nmd[key] = omd[key]
@@ -300,14 +329,22 @@ class Rest:
             obj = decode(kv)
             md = obj["metadata"]
             if opts.precondition_uid and opts.precondition_uid != md.get("uid"):
-                raise errors.conflict(rt.group, rt.plural, name,
-                                      f"Precondition failed: UID in precondition: {opts.precondition_uid}, UID in "
-                                      f"object meta: {md.get('uid')}")
+                raise errors.conflict(
+                    rt.group,
+                    rt.plural,
+                    name,
+                    f"Precondition failed: UID in precondition: {opts.precondition_uid}, UID in "
+                    f"object meta: {md.get('uid')}",
+                )
             if opts.precondition_rv and opts.precondition_rv != md.get("resourceVersion"):
-                raise errors.conflict(rt.group, rt.plural, name,
-                                      f"Precondition failed: ResourceVersion in precondition: "
-                                      f"{opts.precondition_rv}, ResourceVersion in object meta: "
-                                      f"{md.get('resourceVersion')}")
+                raise errors.conflict(
+                    rt.group,
+                    rt.plural,
+                    name,
+                    f"Precondition failed: ResourceVersion in precondition: "
+                    f"{opts.precondition_rv}, ResourceVersion in object meta: "
+                    f"{md.get('resourceVersion')}",
+                )
             new = copy.deepcopy(obj)
             nmd = new["metadata"]
             finalizers = list(nmd.get("finalizers") or [])

@@ -87,14 +87,20 @@ class RunningServer:
         host, port = split_listen(opts.listen)
         await self._storage.start()
         config = RegistryConfig(opts.service_cidr, opts.node_port_range, opts.cluster_cidr)
-        ctx = RegistryContext(config, cluster_ip_allocator(self._storage, opts.service_cidr),
-                              node_port_allocator(self._storage, *opts.node_port_range))
+        ctx = RegistryContext(
+            config,
+            cluster_ip_allocator(self._storage, opts.service_cidr),
+            node_port_allocator(self._storage, *opts.node_port_range),
+        )
         await ctx.cluster_ips.load()
         await ctx.node_ports.load()
         strategies = {rt: strategy_for(rt, ctx) for rt in RESOURCES}
         finalizer_ref: list[NamespaceFinalizer] = []
-        rest = Rest(ObjectStore(self._storage), strategies,
-                    on_namespace_terminating=lambda name: finalizer_ref[0].enqueue(name))
+        rest = Rest(
+            ObjectStore(self._storage),
+            strategies,
+            on_namespace_terminating=lambda name: finalizer_ref[0].enqueue(name),
+        )
         self._finalizer = NamespaceFinalizer(rest)
         finalizer_ref.append(self._finalizer)
         creds = ensure_credentials(opts.data_dir, serving_hosts(host))

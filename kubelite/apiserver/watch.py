@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +76,9 @@ def _parse_rv(text: str) -> int:
     return rv
 
 
-async def events(objects: ObjectStore, rt: ResourceType, namespace: str, req: WatchRequest) -> AsyncIterator[Event]:
+async def events(
+    objects: ObjectStore, rt: ResourceType, namespace: str, req: WatchRequest
+) -> AsyncGenerator[Event, None]:
     """The watch events for one request, until the timeout or the client goes away."""
     rv_text = req.resource_version
     initial = req.send_initial_events if req.send_initial_events is not None else rv_text in ("", "0")
@@ -93,8 +95,10 @@ async def events(objects: ObjectStore, rt: ResourceType, namespace: str, req: Wa
     try:
         watch = await objects.storage.watch(rt.prefix(namespace or None), start_rev)
     except CompactedError as e:
-        yield {"type": "ERROR", "object": errors.gone(f"too old resource version: {start_rev} ({e.compacted})")
-               .to_status()}
+        yield {
+            "type": "ERROR",
+            "object": errors.gone(f"too old resource version: {start_rev} ({e.compacted})").to_status(),
+        }
         return
     queue: asyncio.Queue[list[StoreEvent] | BaseException] = asyncio.Queue()
 
@@ -124,8 +128,12 @@ async def events(objects: ObjectStore, rt: ResourceType, namespace: str, req: Wa
                     yield bookmark(rt, last_rev)
                 continue
             if isinstance(item, CompactedError):
-                yield {"type": "ERROR", "object": errors.gone(
-                    f"too old resource version: {start_rev} ({item.compacted})").to_status()}
+                yield {
+                    "type": "ERROR",
+                    "object": errors.gone(
+                        f"too old resource version: {start_rev} ({item.compacted})"
+                    ).to_status(),
+                }
                 return
             if isinstance(item, BaseException):
                 return

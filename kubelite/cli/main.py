@@ -1,6 +1,6 @@
 """The ``kubelite`` command.
 
-    kubelite server --data-dir DIR [--listen ADDR:PORT] [--store sqlite|etcd://host:port,...]
+kubelite server --data-dir DIR [--listen ADDR:PORT] [--store sqlite|etcd://host:port,...]
 """
 
 from __future__ import annotations
@@ -16,15 +16,26 @@ from kubelite.apiserver.allocators import parse_port_range
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kubelite", description="A lightweight Kubernetes whose network is real.")
+    p = argparse.ArgumentParser(
+        prog="kubelite", description="A lightweight Kubernetes whose network is real."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     s = sub.add_parser("server", help="run the API server, store and controllers (one per cluster)")
-    s.add_argument("--data-dir", required=True, type=Path, help="state, certificates and kubeconfig live here")
-    s.add_argument("--listen", default="127.0.0.1:6443", help="ADDRESS:PORT to serve HTTPS on (default %(default)s)")
-    s.add_argument("--store", default="sqlite",
-                   help="sqlite (embedded, the default) or etcd://HOST:PORT[,HOST:PORT...]")
-    s.add_argument("--service-cluster-ip-range", default="10.96.0.0/12", help="service CIDR (default %(default)s)")
-    s.add_argument("--service-node-port-range", default="30000-32767", help="NodePort range (default %(default)s)")
+    s.add_argument(
+        "--data-dir", required=True, type=Path, help="state, certificates and kubeconfig live here"
+    )
+    s.add_argument(
+        "--listen", default="127.0.0.1:6443", help="ADDRESS:PORT to serve HTTPS on (default %(default)s)"
+    )
+    s.add_argument(
+        "--store", default="sqlite", help="sqlite (embedded, the default) or etcd://HOST:PORT[,HOST:PORT...]"
+    )
+    s.add_argument(
+        "--service-cluster-ip-range", default="10.96.0.0/12", help="service CIDR (default %(default)s)"
+    )
+    s.add_argument(
+        "--service-node-port-range", default="30000-32767", help="NodePort range (default %(default)s)"
+    )
     s.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod CIDR (default %(default)s)")
     s.add_argument("--advertise-address", default="", help="address written into the kubernetes Endpoints")
     s.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -74,8 +85,10 @@ def _run_server(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.command == "server":
         return _run_server(args)
     return 2

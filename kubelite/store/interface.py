@@ -17,6 +17,7 @@ raises :class:`CompactedError` (the API server turns it into 410 Gone).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -180,8 +181,13 @@ class Storage(Protocol):
         """
         ...
 
-    async def commit(self, ops: Sequence[Op]) -> list[KeyValue]:
+    async def commit(self, ops: Sequence[Op]) -> builtins.list[KeyValue]:
         """Apply every op atomically or none of them; durable on return.
+
+        A key may appear at most once in ``ops`` (ValueError otherwise). Every revision
+        written by a commit is greater than every revision of the commits acknowledged
+        before it; the keys of one multi-op commit get consecutive revisions (sqlite) or
+        share one (etcd), so callers must not assume either.
 
         Returns one KeyValue per op: the new value for Create/Update, the deleted value for
         Delete (with mod_revision = the delete's revision). Raises KeyExistsError,

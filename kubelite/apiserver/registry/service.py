@@ -37,35 +37,9 @@ class ServiceStrategy(Strategy):
         return self.validate(new) + validate_service_update(old, new)
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
-        # A PUT that leaves out allocated values keeps them (Kubernetes does this since 1.20),
-        # as long as the type still uses them.
         nspec, ospec = new.setdefault("spec", {}), old.get("spec") or {}
-        if _needs_cluster_ip(nspec) and _needs_cluster_ip(ospec) and not nspec.get("clusterIP"):
-            if ospec.get("clusterIP"):
-                nspec["clusterIP"] = ospec["clusterIP"]
-                nspec["clusterIPs"] = list(ospec.get("clusterIPs") or [ospec["clusterIP"]])
-        if _needs_node_ports(nspec) and _needs_node_ports(ospec):
-            old_ports = old_ports_of(ospec)
-            for p in nspec.get("ports") or []:
-                if isinstance(p, dict) and not p.get("nodePort"):
-                    prev = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
-                    if prev:
-                        p["nodePort"] = prev
-        if nspec.get("type") == "ExternalName":
-            # Moving to ExternalName drops every allocated field (the conformance "type change" tests).
-            for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy",
-                        "sessionAffinity", "sessionAffinityConfig", "externalTrafficPolicy"):
-                if key in nspec and nspec.get(key) == ospec.get(key):
-                    nspec.pop(key, None)
-        if not _needs_node_ports(nspec):
-            for p in nspec.get("ports") or []:
-                if isinstance(p, dict) and p.get("nodePort") and p.get("nodePort") == old_ports_of(ospec).get(
-                    (p.get("port"), p.get("protocol", "TCP"))
-                ):
-                    p.pop("nodePort")
-            if nspec.get("type") not in ("NodePort", "LoadBalancer"):
-                if nspec.get("externalTrafficPolicy") == ospec.get("externalTrafficPolicy"):
-                    nspec.pop("externalTrafficPolicy", None)
+        _keep_allocated_values(nspec, ospec)
+        _drop_type_dependent_fields(nspec, ospec)
         super().prepare_for_update(new, old)
 
     async def allocate(self, obj: Obj) -> list[Op]:
@@ -94,70 +68,78 @@ class ServiceStrategy(Strategy):
     def note_taken(self, key: str) -> None:
         for alloc in (self.ctx.cluster_ips, self.ctx.node_ports):
             if key.startswith(alloc.prefix):
-                alloc.mark_used(key[len(alloc.prefix):])
+                alloc.mark_used(key[len(alloc.prefix) :])
 
     async def _allocate(self, obj: Obj, old: Obj | None) -> list[Op]:
         spec = obj.setdefault("spec", {})
         ospec = (old or {}).get("spec") or {}
+        ops = await self._allocate_cluster_ip(obj, spec, ospec)
+        ops += await self._allocate_node_ports(obj, spec, ospec)
+        default_service_families(obj)
+        return ops
+
+    async def _allocate_cluster_ip(self, obj: Obj, spec: Obj, ospec: Obj) -> list[Op]:
         ops: list[Op] = []
-        name = obj["metadata"]["name"]
         old_ips = set(_allocated_ips(ospec))
         new_ips: set[str] = set()
         if _needs_cluster_ip(spec):
             requested = spec.get("clusterIP") or ""
-            if requested:
-                if requested not in old_ips:
-                    self._check_ip_in_range(obj, requested)
-                    ops.append(self.ctx.cluster_ips.create_op(requested, _owner(obj)))
-                new_ips.add(requested)
-            else:
+            if not requested:
                 try:
-                    ip = await self.ctx.cluster_ips.pick(set())
+                    requested = await self.ctx.cluster_ips.pick(set())
                 except RangeFullError:
                     raise errors.internal("failed to allocate a serviceIP: range is full") from None
-                spec["clusterIP"] = ip
-                spec["clusterIPs"] = [ip]
-                ops.append(self.ctx.cluster_ips.create_op(ip, _owner(obj)))
-                new_ips.add(ip)
-            spec.setdefault("clusterIPs", [spec["clusterIP"]])
+                spec["clusterIP"] = requested
+                spec["clusterIPs"] = [requested]
+            elif requested not in old_ips:
+                self._check_ip_in_range(obj, requested)
+            if requested not in old_ips:
+                ops.append(self.ctx.cluster_ips.create_op(requested, _owner(obj)))
+            new_ips.add(requested)
+            spec.setdefault("clusterIPs", [requested])
         elif spec.get("type") == "ExternalName":
             spec.pop("clusterIP", None)
             spec.pop("clusterIPs", None)
         elif spec.get("clusterIP") == "None":
             spec["clusterIPs"] = ["None"]
-        for ip in old_ips - new_ips:
-            ops.append(self.ctx.cluster_ips.release_op(ip))
+        ops += [self.ctx.cluster_ips.release_op(ip) for ip in old_ips - new_ips]
+        return ops
+
+    async def _allocate_node_ports(self, obj: Obj, spec: Obj, ospec: Obj) -> list[Op]:
+        ops: list[Op] = []
         old_ports = set(_allocated_node_ports(ospec))
         new_ports: set[int] = set()
+        name = obj["metadata"]["name"]
         if _needs_node_ports(spec):
             first, last = self.ctx.config.node_port_range
-            taken: set[str] = set()
-            for i, port in enumerate(spec.get("ports") or []):
+            ports = spec.get("ports") or []
+            for i, port in enumerate(ports):
                 np = port.get("nodePort")
-                if np:
-                    if np in new_ports:
-                        raise errors.invalid("", "Service", name, [fe.duplicate(f"spec.ports[{i}].nodePort", np)])
-                    if np not in old_ports:
-                        if not first <= np <= last:
-                            raise errors.invalid("", "Service", name, [fe.invalid(
-                                f"spec.ports[{i}].nodePort", np,
-                                f"provided port is not in the valid range. The range of valid ports is {first}-{last}",
-                            )])
-                        ops.append(self.ctx.node_ports.create_op(str(np), _owner(obj)))
-                    new_ports.add(np)
-            for port in spec.get("ports") or []:
-                if not port.get("nodePort"):
-                    try:
-                        value = await self.ctx.node_ports.pick(taken | {str(p) for p in new_ports})
-                    except RangeFullError:
-                        raise errors.internal("failed to allocate a nodePort: range is full") from None
-                    taken.add(value)
-                    port["nodePort"] = int(value)
-                    new_ports.add(int(value))
-                    ops.append(self.ctx.node_ports.create_op(value, _owner(obj)))
-        for np in old_ports - new_ports:
-            ops.append(self.ctx.node_ports.release_op(str(np)))
-        default_service_families(obj)
+                if not np:
+                    continue
+                path = f"spec.ports[{i}].nodePort"
+                if np in new_ports:
+                    raise errors.invalid("", "Service", name, [fe.duplicate(path, np)])
+                if np not in old_ports:
+                    if not first <= np <= last:
+                        why = (
+                            "provided port is not in the valid range. "
+                            f"The range of valid ports is {first}-{last}"
+                        )
+                        raise errors.invalid("", "Service", name, [fe.invalid(path, np, why)])
+                    ops.append(self.ctx.node_ports.create_op(str(np), _owner(obj)))
+                new_ports.add(np)
+            for port in ports:
+                if port.get("nodePort"):
+                    continue
+                try:
+                    value = await self.ctx.node_ports.pick({str(p) for p in new_ports})
+                except RangeFullError:
+                    raise errors.internal("failed to allocate a nodePort: range is full") from None
+                port["nodePort"] = int(value)
+                new_ports.add(int(value))
+                ops.append(self.ctx.node_ports.create_op(value, _owner(obj)))
+        ops += [self.ctx.node_ports.release_op(str(np)) for np in old_ports - new_ports]
         return ops
 
     def _check_ip_in_range(self, obj: Obj, requested: str) -> None:
@@ -167,11 +149,19 @@ class ServiceStrategy(Strategy):
         except ValueError:
             inside = False
         if not inside:
-            raise errors.invalid("", "Service", obj["metadata"]["name"], [fe.invalid(
-                "spec.clusterIPs", [requested],
-                f"failed to allocate IP {requested}: provided IP is not in the valid range. The range of valid IPs "
-                f"is {cidr}",
-            )])
+            raise errors.invalid(
+                "",
+                "Service",
+                obj["metadata"]["name"],
+                [
+                    fe.invalid(
+                        "spec.clusterIPs",
+                        [requested],
+                        f"failed to allocate IP {requested}: provided IP is not in the valid range. "
+                        f"The range of valid IPs is {cidr}",
+                    )
+                ],
+            )
 
     def conflict_error(self, requested: Obj, key: str) -> errors.StatusError | None:
         """The 422 when an allocation key already existed at commit time for a value the client asked
@@ -180,28 +170,90 @@ class ServiceStrategy(Strategy):
         name = requested["metadata"]["name"]
         spec = requested.get("spec") or {}
         if key.startswith(self.ctx.cluster_ips.prefix):
-            ip = key[len(self.ctx.cluster_ips.prefix):]
+            ip = key[len(self.ctx.cluster_ips.prefix) :]
             if spec.get("clusterIP") == ip or ip in (spec.get("clusterIPs") or []):
-                return errors.invalid("", "Service", name, [fe.invalid(
-                    "spec.clusterIPs", [ip], f"failed to allocate IP {ip}: provided IP is already allocated")])
+                return errors.invalid(
+                    "",
+                    "Service",
+                    name,
+                    [
+                        fe.invalid(
+                            "spec.clusterIPs",
+                            [ip],
+                            f"failed to allocate IP {ip}: provided IP is already allocated",
+                        )
+                    ],
+                )
         if key.startswith(self.ctx.node_ports.prefix):
-            port = int(key[len(self.ctx.node_ports.prefix):])
+            port = int(key[len(self.ctx.node_ports.prefix) :])
             for i, p in enumerate(spec.get("ports") or []):
                 if p.get("nodePort") == port:
-                    return errors.invalid("", "Service", name, [fe.invalid(
-                        f"spec.ports[{i}].nodePort", port, "provided port is already allocated")])
+                    return errors.invalid(
+                        "",
+                        "Service",
+                        name,
+                        [fe.invalid(f"spec.ports[{i}].nodePort", port, "provided port is already allocated")],
+                    )
         return None
 
 
-def old_ports_of(spec: Obj) -> dict[tuple[Any, Any], Any]:
+def _node_ports_by_port(spec: Obj) -> dict[tuple[Any, Any], Any]:
     return {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort") for p in spec.get("ports") or []}
+
+
+def _keep_allocated_values(nspec: Obj, ospec: Obj) -> None:
+    """A PUT that leaves out allocated values keeps them, as long as the type still uses them
+    (Kubernetes does this since 1.20, so `kubectl replace` of a manifest works)."""
+    both_ip = _needs_cluster_ip(nspec) and _needs_cluster_ip(ospec)
+    if both_ip and not nspec.get("clusterIP") and ospec.get("clusterIP"):
+        nspec["clusterIP"] = ospec["clusterIP"]
+        nspec["clusterIPs"] = list(ospec.get("clusterIPs") or [ospec["clusterIP"]])
+    if _needs_node_ports(nspec) and _needs_node_ports(ospec):
+        previous = _node_ports_by_port(ospec)
+        for p in nspec.get("ports") or []:
+            if isinstance(p, dict) and not p.get("nodePort"):
+                prev = previous.get((p.get("port"), p.get("protocol", "TCP")))
+                if prev:
+                    p["nodePort"] = prev
+
+
+_CLUSTER_IP_FIELDS = (
+    "clusterIP",
+    "clusterIPs",
+    "ipFamilies",
+    "ipFamilyPolicy",
+    "internalTrafficPolicy",
+    "sessionAffinity",
+    "sessionAffinityConfig",
+)
+
+
+def _drop_type_dependent_fields(nspec: Obj, ospec: Obj) -> None:
+    """Fields the new type does not use are cleared when the client left them as they were
+    (the type-change conformance tests rely on this, e.g. NodePort -> ExternalName)."""
+    if nspec.get("type") == "ExternalName":
+        for key in _CLUSTER_IP_FIELDS:
+            if key in nspec and nspec.get(key) == ospec.get(key):
+                del nspec[key]
+    if not _needs_node_ports(nspec):
+        previous = _node_ports_by_port(ospec)
+        for p in nspec.get("ports") or []:
+            port_key = (p.get("port"), p.get("protocol", "TCP"))
+            if isinstance(p, dict) and p.get("nodePort") and p.get("nodePort") == previous.get(port_key):
+                del p["nodePort"]
+    external = nspec.get("type") in ("NodePort", "LoadBalancer")
+    if not external and nspec.get("externalTrafficPolicy") == ospec.get("externalTrafficPolicy"):
+        nspec.pop("externalTrafficPolicy", None)
 
 
 def _allocated_ips(spec: Obj) -> list[str]:
     if not _needs_cluster_ip(spec):
         return []
-    return [ip for ip in (spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []))
-            if ip and ip != "None"]
+    return [
+        ip
+        for ip in (spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else []))
+        if ip and ip != "None"
+    ]
 
 
 def _allocated_node_ports(spec: Obj) -> list[int]:
