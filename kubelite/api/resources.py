@@ -26,6 +26,8 @@ class ResourceType:
     storage_name: str = ""
     """Where objects live in the store: /registry/<storage_name>/... (defaults to the plural)."""
     has_status: bool = field(default=False)
+    stored_as: str = ""
+    """For an older served version: the apiVersion objects are stored in (and converted to)."""
 
     @property
     def group_version(self) -> str:
@@ -70,6 +72,7 @@ def _r(
     cats: tuple[str, ...] = (),
     sub: tuple[str, ...] = (),
     verbs: tuple[str, ...] = VERBS_ALL,
+    stored_as: str = "",
 ) -> ResourceType:
     return ResourceType(
         group=group,
@@ -83,6 +86,8 @@ def _r(
         subresources=sub,
         verbs=verbs,
         has_status="status" in sub,
+        stored_as=stored_as,
+        storage_name=f"{plural}.{stored_as.split('/')[0]}" if stored_as else "",
     )
 
 
@@ -129,6 +134,26 @@ RESOURCES: tuple[ResourceType, ...] = (
     _r("networking.k8s.io", "v1", "Ingress", "ingresses", short=("ing",), sub=("status",)),
     _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", namespaced=False),
     _r("coordination.k8s.io", "v1", "Lease", "leases"),
+    # Older Ingress versions the seeds use, converted to and from networking.k8s.io/v1.
+    # Listed last so kubectl's `get ingress` keeps resolving to networking.k8s.io/v1.
+    _r(
+        "networking.k8s.io",
+        "v1beta1",
+        "Ingress",
+        "ingresses",
+        short=("ing",),
+        sub=("status",),
+        stored_as="networking.k8s.io/v1",
+    ),
+    _r(
+        "extensions",
+        "v1beta1",
+        "Ingress",
+        "ingresses",
+        short=("ing",),
+        sub=("status",),
+        stored_as="networking.k8s.io/v1",
+    ),
 )
 
 

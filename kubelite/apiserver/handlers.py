@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,7 +21,8 @@ from kubelite.api import errors
 from kubelite.api.fieldsel import FieldSelectorError, object_fields, parse_field_selector_for
 from kubelite.api.patch import PatchError, json_merge_patch, json_patch, strategic_merge_patch
 from kubelite.api.patchmeta import definition_for_kind
-from kubelite.api.resources import ResourceType
+from kubelite.api.convert import ingress_from_v1, ingress_to_v1
+from kubelite.api.resources import INDEX, ResourceType
 from kubelite.api.selectors import SelectorError, parse_selector
 from kubelite.apiserver import codec, watch
 from kubelite.apiserver.codec import ResponseFormat
@@ -77,6 +79,55 @@ def _int_param(query: Any, name: str) -> int | None:
         raise errors.bad_request(f'{name}: Invalid value: "{text}": must be an integer') from None
 
 
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """Between the version a client speaks (``served``) and the one objects are stored in."""
+
+    served: ResourceType
+    stored: ResourceType
+
+    @property
+    def identity(self) -> bool:
+        return self.served is self.stored
+
+    def inbound(self, body: Any) -> Any:
+        if self.identity or not isinstance(body, dict):
+            return body
+        sent = body.get("apiVersion")
+        if (
+            sent not in (None, self.served.api_version)
+            or body.get("kind", self.served.kind) != self.served.kind
+        ):
+            return body  # check_type_meta reports the mismatch against the stored version
+        return ingress_to_v1(body)
+
+    def outbound(self, obj: Any) -> Any:
+        if self.identity or not isinstance(obj, dict):
+            return obj
+        if "items" in obj:
+            return {
+                **obj,
+                "apiVersion": self.served.api_version,
+                "items": [self.outbound(i) for i in obj["items"]],
+            }
+        if obj.get("kind") != self.served.kind:
+            return obj
+        return ingress_from_v1(obj, self.served.api_version)
+
+    def patch(self, apply: Callable[[Obj], Obj]) -> Callable[[Obj], Obj]:
+        if self.identity:
+            return apply
+        return lambda current: ingress_to_v1(apply(self.outbound(current)))
+
+
+def conversion_for(rt: ResourceType) -> Conversion:
+    if not rt.stored_as:
+        return Conversion(rt, rt)
+    stored = INDEX.for_kind(rt.stored_as, rt.kind)
+    assert stored is not None, f"{rt.kind} is stored as {rt.stored_as}, which is not served"
+    return Conversion(rt, stored)
+
+
 class ResourceHandler:
     def __init__(self, rest: Rest, bookmark_interval: float = 60.0) -> None:
         self.rest = rest
@@ -85,6 +136,7 @@ class ResourceHandler:
     def respond(
         self, obj: Any, fmt: ResponseFormat, rt: ResourceType, status: int = 200, *, query: Any = None
     ) -> web.Response:
+        obj = conversion_for(rt).outbound(obj)
         if fmt.table and isinstance(obj, dict) and obj.get("kind") not in ("Status", "Scale"):
             items = obj.get("items", [obj])
             include = (query or {}).get("includeObject", "Metadata")
@@ -96,6 +148,8 @@ class ResourceHandler:
         return web.Response(body=body, status=status, content_type=ctype)
 
     async def handle(self, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.StreamResponse:
+        conv = conversion_for(rt)
+        srt = conv.stored
         method = request.method
         query = request.query
         fmt = codec.negotiate(request.headers.get("Accept", ""), allow_table=True)
@@ -118,36 +172,36 @@ class ResourceHandler:
             if method == "GET":
                 if info.legacy_watch or _bool_param(query, "watch"):
                     return await self.watch(request, rt, ns, fmt)
-                return self.respond(await self.list(rt, ns, query), fmt, rt, query=query)
+                return self.respond(await self.list(srt, ns, query), fmt, rt, query=query)
             if method == "POST":
-                body = await _read_body(request)
-                new_obj = await self.rest.create(rt, ns, body, dry_run=dry_run(query))
+                body = conv.inbound(await _read_body(request))
+                new_obj = await self.rest.create(srt, ns, body, dry_run=dry_run(query))
                 return self.respond(new_obj, fmt, rt, 201)
             if method == "DELETE":
-                return self.respond(await self.delete_collection(request, rt, ns), fmt, rt)
+                return self.respond(await self.delete_collection(request, srt, ns), fmt, rt)
             raise errors.method_not_allowed()
         if method == "GET":
             if info.legacy_watch or _bool_param(query, "watch"):
                 raise errors.bad_request("watch a single object with ?fieldSelector=metadata.name=NAME")
-            obj = await self.rest.get(rt, ns, info.name)
+            obj = await self.rest.get(srt, ns, info.name)
             if sub == "scale":
                 obj = to_scale(obj)
             return self.respond(obj, fmt, rt, query=query)
         if method == "PUT":
-            body = await _read_body(request)
+            body = conv.inbound(await _read_body(request))
             if sub == "scale":
                 return self.respond(await self.put_scale(rt, ns, info.name, body, dry_run(query)), fmt, rt)
             if sub == "finalize":
                 return self.respond(await self.finalize(rt, info.name, body), fmt, rt)
             obj, created = await self.rest.update(
-                rt, ns, info.name, body, subresource=sub, dry_run=dry_run(query)
+                srt, ns, info.name, body, subresource=sub, dry_run=dry_run(query)
             )
             return self.respond(obj, fmt, rt, 201 if created else 200)
         if method == "PATCH":
             return self.respond(await self.patch(request, rt, ns, info.name, sub), fmt, rt)
         if method == "DELETE":
             opts = await delete_options(request)
-            obj, removed = await self.rest.delete(rt, ns, info.name, opts)
+            obj, removed = await self.rest.delete(srt, ns, info.name, opts)
             return self.respond(obj, fmt, rt, 200 if removed else 202)
         if method == "POST" and sub == "binding":
             return self.respond(
@@ -200,7 +254,8 @@ class ResourceHandler:
             timeout=float(timeout) if timeout else None,
             bookmark_interval=self.bookmark_interval,
         )
-        events = watch.events(self.rest.objects, rt, ns, req)
+        conv = conversion_for(rt)
+        events = watch.events(self.rest.objects, conv.stored, ns, req)
         # Errors before the first event (bad resourceVersion) still answer with a plain Status.
         first = await anext(events, None)
         resp = web.StreamResponse(status=200)
@@ -211,7 +266,7 @@ class ResourceHandler:
         try:
             event = first
             while event is not None:
-                obj = event["object"]
+                obj = conv.outbound(event["object"])
                 if fmt.table and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                     obj = to_table(rt, [obj], include_object=include)
                 await resp.write(orjson.dumps({"type": event["type"], "object": obj}) + b"\n")
@@ -291,7 +346,8 @@ class ResourceHandler:
                 return with_replicas(current, scaled)
 
             return to_scale(await self.rest.patch(rt, ns, name, apply_scale, dry_run=dry))
-        return await self.rest.patch(rt, ns, name, apply, subresource=sub, dry_run=dry)
+        conv = conversion_for(rt)
+        return await self.rest.patch(conv.stored, ns, name, conv.patch(apply), subresource=sub, dry_run=dry)
 
     async def put_scale(self, rt: ResourceType, ns: str, name: str, body: Any, dry: bool) -> Obj:
         if not isinstance(body, dict) or body.get("kind", "Scale") != "Scale":
