@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 KUBECTL_VERSIONS = ("1.27", "1.33")
+if os.environ.get("KUBELITE_KUBECTL_VERSIONS"):
+    KUBECTL_VERSIONS = tuple(os.environ["KUBELITE_KUBECTL_VERSIONS"].split(","))
 
 
 def free_port() -> int:

@@ -104,6 +104,11 @@ def build_app(state: AppState) -> web.Application:
         return _discovery(state, request)
 
     app = web.Application(middlewares=[guard], client_max_size=codec.MAX_REQUEST_BODY + 1)
+
+    async def on_shutdown(_: web.Application) -> None:
+        resources.stop_watches()
+
+    app.on_shutdown.append(on_shutdown)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
 

@@ -9,6 +9,7 @@ DELETE item                delete            DELETE collection   deletecollectio
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,6 +133,12 @@ class ResourceHandler:
     def __init__(self, rest: Rest, bookmark_interval: float = 60.0) -> None:
         self.rest = rest
         self.bookmark_interval = bookmark_interval
+        self._watches: set[asyncio.Task[Any]] = set()
+
+    def stop_watches(self) -> None:
+        """End every open watch stream (server shutdown): clients re-watch elsewhere."""
+        for task in list(self._watches):
+            task.cancel()
 
     def respond(
         self, obj: Any, fmt: ResponseFormat, rt: ResourceType, status: int = 200, *, query: Any = None
@@ -263,6 +270,9 @@ class ResourceHandler:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         include = query.get("includeObject", "Metadata")
+        task = asyncio.current_task()
+        if task is not None:
+            self._watches.add(task)
         try:
             event = first
             while event is not None:
@@ -274,6 +284,8 @@ class ResourceHandler:
         except (ConnectionResetError, ConnectionError):
             pass
         finally:
+            if task is not None:
+                self._watches.discard(task)
             await events.aclose()
         return resp
 

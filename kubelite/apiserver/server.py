@@ -105,7 +105,10 @@ class RunningServer:
         finalizer_ref.append(self._finalizer)
         creds = ensure_credentials(opts.data_dir, serving_hosts(host))
         state = AppState(rest, creds.tokens, "", bookmark_interval=opts.bookmark_interval)
-        self._runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+        # handler_cancellation: a watch whose client went away must not wait forever for an event.
+        self._runner = web.AppRunner(
+            build_app(state), access_log=None, handle_signals=False, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=creds.ssl_context(), reuse_address=True)
         await site.start()
