@@ -19,10 +19,10 @@ import orjson
 from aiohttp import web
 
 from kubelite.api import errors
+from kubelite.api.convert import ingress_from_v1, ingress_to_v1
 from kubelite.api.fieldsel import FieldSelectorError, object_fields, parse_field_selector_for
 from kubelite.api.patch import PatchError, json_merge_patch, json_patch, strategic_merge_patch
 from kubelite.api.patchmeta import definition_for_kind
-from kubelite.api.convert import ingress_from_v1, ingress_to_v1
 from kubelite.api.resources import INDEX, ResourceType
 from kubelite.api.selectors import SelectorError, parse_selector
 from kubelite.apiserver import codec, watch
