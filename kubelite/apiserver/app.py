@@ -86,7 +86,7 @@ def build_app(state: AppState) -> web.Application:
             return status_response(errors.internal(f"{type(e).__name__}: {e}"))
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
-        path = request.path
+        path = request.path.rstrip("/") or "/"
         if path in PUBLIC_PATHS:
             if path == "/readyz" and not state.ready:
                 return web.Response(text="not ready", status=503)
@@ -123,6 +123,9 @@ def _discovery(state: AppState, request: web.Request) -> web.Response:
     if request.method != "GET":
         raise errors.method_not_allowed()
     parts = [p for p in request.path.strip("/").split("/") if p]
+    if not parts:
+        return _json({"paths": sorted({"/api", "/apis", "/healthz", "/livez", "/readyz", "/version",
+                                      "/openapi/v2", "/openapi/v3"})})
     index = state.index
     if parts in (["api"], ["apis"]):
         fmt = codec.negotiate(request.headers.get("Accept", ""), allow_discovery=True)
