@@ -5,6 +5,7 @@ Servers listen on free loopback ports with a temporary data dir and are stopped 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,11 +13,97 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+ETCD_BINARY = Path("/usr/bin/etcd")
+SKIP_NO_ETCD = (
+    "etcd tests need /usr/bin/etcd (Debian package etcd-server); install it with scripts/install.sh"
+)
+
+
+def _free_ports(count: int) -> list[int]:
+    # Hold every socket until all are bound, so the ports are distinct.
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass
+class EtcdServer:
+    """One etcd member; ``url`` is its client URL."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    data_dir: Path
+    log_path: Path
+
+    @classmethod
+    def start(cls, data_dir: Path, timeout: float = 30.0) -> EtcdServer:
+        client_port, peer_port = _free_ports(2)
+        url, peer = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        log_path = data_dir.parent / f"{data_dir.name}.log"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [str(ETCD_BINARY), "--data-dir", str(data_dir), "--name", "default",
+                 "--listen-client-urls", url, "--advertise-client-urls", url,
+                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                 "--initial-cluster", f"default={peer}"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        server = cls(process, url, data_dir, log_path)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"etcd exited with {process.returncode}:\n{server.log_tail()}")
+            if server.healthy():
+                return server
+            time.sleep(0.05)
+        server.stop()
+        raise RuntimeError(f"etcd was not healthy within {timeout}s:\n{server.log_tail()}")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                return bool(json.load(response).get("health") == "true")
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """Terminate this etcd (by PID) and wait for it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(15)
+
+
+@pytest.fixture(scope="session")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    if not ETCD_BINARY.exists():
+        pytest.skip(SKIP_NO_ETCD)
+    server = EtcdServer.start(tmp_path_factory.mktemp("etcd") / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
+
 
 KUBECTL_VERSIONS = ("1.27", "1.33")
 if os.environ.get("KUBELITE_KUBECTL_VERSIONS"):
@@ -24,9 +111,7 @@ if os.environ.get("KUBELITE_KUBECTL_VERSIONS"):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return _free_ports(1)[0]
 
 
 def kubectl_dir() -> Path | None:
