@@ -11,47 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
+from _support import ETCD, start_etcd
+
 from kubelite.store import EtcdStorage, SqliteStorage, Storage
-
-ETCD = Path("/usr/bin/etcd")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [int(s.getsockname()[1]) for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def start_etcd(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    client, peer = (f"http://127.0.0.1:{p}" for p in free_ports(2))
-    process = subprocess.Popen(
-        [str(ETCD), "--data-dir", str(data_dir), "--listen-client-urls", client,
-         "--advertise-client-urls", client, "--listen-peer-urls", peer,
-         "--initial-advertise-peer-urls", peer, "--initial-cluster", f"default={peer}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(client + "/health", timeout=1) as response:
-                if b'"true"' in response.read():
-                    return process, client
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("etcd did not become healthy in 30 s")
 
 
 async def measure(store: Storage, clients: int, creates: int, value: bytes) -> tuple[float, list[float]]:

@@ -5,6 +5,7 @@ Servers listen on free loopback ports with a temporary data dir and are stopped 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -261,9 +262,10 @@ def namespace(server: ServerProcess, request: pytest.FixtureRequest) -> Iterator
 
     api_client = config.new_client_from_config(str(server.kubeconfig))
     core = client.CoreV1Api(api_client)
-    base = request.node.name.lower()
-    name = "t-" + "".join(c if c.isalnum() else "-" for c in base)[:40].strip("-") + f"-{os.getpid() % 1000}"
-    name = name.rstrip("-")
+    # Readable prefix + a digest of the full test id, so parametrized variants never collide.
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    name = f"t-{base}-{digest}".replace("--", "-")
     core.create_namespace({"metadata": {"name": name}})
     try:
         yield name

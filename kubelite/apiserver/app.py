@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from kubelite.api import errors
+from kubelite.api.patchmeta import openapi_patch_extensions
 from kubelite.api.resources import INDEX, ResourceIndex
 from kubelite.apiserver import codec, discovery
 from kubelite.apiserver.handlers import ResourceHandler
@@ -62,7 +63,7 @@ class AppState:
 
 def build_app(state: AppState) -> web.Application:
     resources = ResourceHandler(state.rest, state.bookmark_interval)
-    openapi = OpenAPIDocuments()
+    openapi = OpenAPIDocuments(extra_field_extensions=openapi_patch_extensions)
     # Token comparison in constant time, on bytes.
     tokens = [t.encode() for t in state.tokens]
 
@@ -124,8 +125,22 @@ def _discovery(state: AppState, request: web.Request) -> web.Response:
         raise errors.method_not_allowed()
     parts = [p for p in request.path.strip("/").split("/") if p]
     if not parts:
-        return _json({"paths": sorted({"/api", "/apis", "/healthz", "/livez", "/readyz", "/version",
-                                      "/openapi/v2", "/openapi/v3"})})
+        return _json(
+            {
+                "paths": sorted(
+                    {
+                        "/api",
+                        "/apis",
+                        "/healthz",
+                        "/livez",
+                        "/readyz",
+                        "/version",
+                        "/openapi/v2",
+                        "/openapi/v3",
+                    }
+                )
+            }
+        )
     index = state.index
     if parts in (["api"], ["apis"]):
         fmt = codec.negotiate(request.headers.get("Accept", ""), allow_discovery=True)

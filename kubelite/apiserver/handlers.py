@@ -70,6 +70,15 @@ def selector_filter(rt: ResourceType, query: Any) -> Callable[[Obj], bool] | Non
     return keep
 
 
+def _include_object(query: Any) -> str:
+    value = str(query.get("includeObject", "Metadata") or "Metadata")
+    if value not in ("None", "Metadata", "Object"):
+        raise errors.bad_request(
+            f'includeObject: Unsupported value: "{value}": supported values: "Metadata", "None", "Object"'
+        )
+    return value
+
+
 def _int_param(query: Any, name: str) -> int | None:
     text = query.get(name)
     if text is None or text == "":
@@ -146,7 +155,7 @@ class ResourceHandler:
         obj = conversion_for(rt).outbound(obj)
         if fmt.table and isinstance(obj, dict) and obj.get("kind") not in ("Status", "Scale"):
             items = obj.get("items", [obj])
-            include = (query or {}).get("includeObject", "Metadata")
+            include = _include_object(query or {})
             list_meta = obj.get("metadata") if "items" in obj else None
             obj = to_table(rt, items, include_object=include, list_meta=list_meta)
             if fmt.table_version != "v1":
@@ -269,7 +278,8 @@ class ResourceHandler:
         resp.content_type = "application/json"
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        include = query.get("includeObject", "Metadata")
+        include = _include_object(query)
+        headers_sent = False
         task = asyncio.current_task()
         if task is not None:
             self._watches.add(task)
@@ -278,7 +288,9 @@ class ResourceHandler:
             while event is not None:
                 obj = conv.outbound(event["object"])
                 if fmt.table and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
-                    obj = to_table(rt, [obj], include_object=include)
+                    # Like kube-apiserver: column definitions only in the first event.
+                    obj = to_table(rt, [obj], include_object=include, no_headers=headers_sent)
+                    headers_sent = True
                 await resp.write(orjson.dumps({"type": event["type"], "object": obj}) + b"\n")
                 event = await anext(events, None)
         except (ConnectionResetError, ConnectionError):

@@ -9,10 +9,13 @@ that sent a resourceVersion gets 409 Conflict when it is stale, one that did not
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+
+import orjson
 
 from kubelite.api import errors
 from kubelite.api.meta import format_time, generate_name, new_uid, now
@@ -42,6 +45,7 @@ _SERVER_SET_METADATA = (
     "generation",
 )
 NAMESPACES_KEY_PREFIX = "/registry/namespaces/"
+NAMESPACE_CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +85,13 @@ def check_type_meta(obj: Any, rt: ResourceType, *, scale: bool = False) -> Obj:
     return obj
 
 
-def _short(obj: Obj) -> str:
-    import orjson
+def clone(obj: Obj) -> Obj:
+    """A deep copy of a JSON object (several times faster than copy.deepcopy)."""
+    copied: Obj = orjson.loads(orjson.dumps(obj))
+    return copied
 
+
+def _short(obj: Obj) -> str:
     text = orjson.dumps(obj).decode()
     return text if len(text) < 200 else text[:200] + "..."
 
@@ -101,6 +109,9 @@ class Rest:
         self.storage = objects.storage
         self.strategies = strategies
         self._on_ns_terminating = on_namespace_terminating
+        # namespace -> monotonic time it was last seen open. Like kube-apiserver's namespace
+        # lifecycle admission (an informer cache), a short staleness window is accepted.
+        self._open_namespaces: dict[str, float] = {}
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -131,9 +142,9 @@ class Rest:
             raise errors.invalid(rt.group, rt.kind, str(md.get("name", "")), causes)
         if rt.namespaced:
             await self._check_namespace_open(rt, md["namespace"], md["name"])
-        requested = copy.deepcopy(obj)
+        requested = clone(obj)
         for _ in range(_RETRIES):
-            candidate = copy.deepcopy(requested)
+            candidate = clone(requested)
             extra = await strategy.allocate(candidate)
             if dry_run:
                 return candidate
@@ -168,6 +179,9 @@ class Rest:
             md.pop("namespace", None)
 
     async def _check_namespace_open(self, rt: ResourceType, namespace: str, name: str) -> None:
+        seen = self._open_namespaces.get(namespace)
+        if seen is not None and time.monotonic() - seen < NAMESPACE_CACHE_SECONDS:
+            return
         kv = await self.storage.get(NAMESPACES_KEY_PREFIX + namespace)
         if kv is None:
             raise errors.not_found("", "namespaces", namespace)
@@ -179,6 +193,7 @@ class Rest:
                 name,
                 f"unable to create new content in namespace {namespace} because it is being terminated",
             )
+        self._open_namespaces[namespace] = time.monotonic()
 
     # --- update ---------------------------------------------------------------------------------
 
@@ -383,8 +398,10 @@ class Rest:
             except (ConflictError, KeyNotFoundError):
                 continue
             nmd["resourceVersion"] = str(kvs[0].mod_revision)
-            if isinstance(strategy, NamespaceStrategy) and self._on_ns_terminating is not None:
-                self._on_ns_terminating(name)
+            if isinstance(strategy, NamespaceStrategy):
+                self._open_namespaces.pop(name, None)
+                if self._on_ns_terminating is not None:
+                    self._on_ns_terminating(name)
             return new, False
         raise errors.stale_conflict(rt.group, rt.plural, name)
 

@@ -10,7 +10,9 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from kubelite.apiserver.allocators import parse_port_range
 
@@ -73,7 +75,7 @@ def _run_server(args: argparse.Namespace) -> int:
         await serve(opts, stop)
 
     try:
-        asyncio.run(main())
+        _run(main())
     except OSError as e:
         print(f"kubelite server: cannot start: {e}", file=sys.stderr)
         return 1
@@ -81,6 +83,16 @@ def _run_server(args: argparse.Namespace) -> int:
         print(f"kubelite server: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop when it is installed (several times faster TLS and sockets), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
 
 
 def main(argv: list[str] | None = None) -> int:
