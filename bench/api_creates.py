@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import uvloop
 from _support import ETCD, client_settings, percentile, start_etcd, start_server, stop
 
 
@@ -51,7 +52,7 @@ async def drive(kubeconfig: Path, clients: int, creates: int) -> tuple[float, li
 def run(store: str, data_dir: Path, clients: int, creates: int) -> tuple[float, list[float]]:
     process, kubeconfig = start_server(data_dir, store)
     try:
-        return asyncio.run(drive(kubeconfig, clients, creates))
+        return uvloop.run(drive(kubeconfig, clients, creates))
     finally:
         stop(process)
 

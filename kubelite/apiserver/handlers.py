@@ -271,20 +271,21 @@ class ResourceHandler:
             bookmark_interval=self.bookmark_interval,
         )
         conv = conversion_for(rt)
+        include = _include_object(query)
+        if req.resource_version not in ("", "0"):
+            watch.parse_resource_version(req.resource_version)  # a 400 before the stream starts
         events = watch.events(self.rest.objects, conv.stored, ns, req)
-        # Errors before the first event (bad resourceVersion) still answer with a plain Status.
-        first = await anext(events, None)
+        # Headers go out at once, as kube-apiserver does: a watch may wait long for its first event.
         resp = web.StreamResponse(status=200)
         resp.content_type = "application/json"
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        include = _include_object(query)
         headers_sent = False
         task = asyncio.current_task()
         if task is not None:
             self._watches.add(task)
         try:
-            event = first
+            event = await anext(events, None)
             while event is not None:
                 obj = conv.outbound(event["object"])
                 if fmt.table and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
@@ -293,6 +294,8 @@ class ResourceHandler:
                     headers_sent = True
                 await resp.write(orjson.dumps({"type": event["type"], "object": obj}) + b"\n")
                 event = await anext(events, None)
+        except errors.StatusError as e:
+            await resp.write(orjson.dumps({"type": "ERROR", "object": e.to_status()}) + b"\n")
         except (ConnectionResetError, ConnectionError):
             pass
         finally:

@@ -66,7 +66,7 @@ def bookmark(rt: ResourceType, revision: int, *, initial_end: bool = False) -> E
     return {"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": md}}
 
 
-def _parse_rv(text: str) -> int:
+def parse_resource_version(text: str) -> int:
     try:
         rv = int(text)
     except ValueError:
@@ -91,7 +91,7 @@ async def events(
         if req.send_initial_events and req.bookmarks:
             yield bookmark(rt, start_rev, initial_end=True)
     else:
-        start_rev = _parse_rv(rv_text)
+        start_rev = parse_resource_version(rv_text)
     try:
         watch = await objects.storage.watch(rt.prefix(namespace or None), start_rev)
     except CompactedError as e:
