@@ -22,6 +22,7 @@ from kubelite.api import errors
 from kubelite.api.patchmeta import openapi_patch_extensions
 from kubelite.api.resources import INDEX, ResourceIndex
 from kubelite.apiserver import codec, discovery
+from kubelite.apiserver.fieldvalidation import FieldValidator
 from kubelite.apiserver.handlers import ResourceHandler
 from kubelite.apiserver.openapi import OpenAPIDocuments
 from kubelite.apiserver.requestinfo import parse_request_path
@@ -59,11 +60,21 @@ class AppState:
     index: ResourceIndex = INDEX
     bookmark_interval: float = 60.0
     ready: bool = False
+    warm_up: Callable[[], object] | None = None
+    """Builds the OpenAPI documents and field validator; the server runs it in a thread at start."""
 
 
 def build_app(state: AppState) -> web.Application:
-    resources = ResourceHandler(state.rest, state.bookmark_interval)
     openapi = OpenAPIDocuments(extra_field_extensions=openapi_patch_extensions)
+    validators: list[FieldValidator] = []
+
+    def field_validator() -> FieldValidator:
+        if not validators:
+            validators.append(FieldValidator(orjson.loads(openapi.v2())["definitions"]))
+        return validators[0]
+
+    resources = ResourceHandler(state.rest, state.bookmark_interval, field_validator)
+    state.warm_up = lambda: (openapi.warm(), field_validator())
     # Token comparison in constant time, on bytes.
     tokens = [t.encode() for t in state.tokens]
 

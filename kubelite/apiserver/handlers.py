@@ -25,8 +25,9 @@ from kubelite.api.patch import PatchError, json_merge_patch, json_patch, strateg
 from kubelite.api.patchmeta import definition_for_kind
 from kubelite.api.resources import INDEX, ResourceType
 from kubelite.api.selectors import SelectorError, parse_selector
-from kubelite.apiserver import codec, watch
+from kubelite.apiserver import codec, fieldvalidation, watch
 from kubelite.apiserver.codec import ResponseFormat
+from kubelite.apiserver.fieldvalidation import FieldValidator
 from kubelite.apiserver.requestinfo import RequestInfo
 from kubelite.apiserver.rest import DeleteOptions, Rest
 from kubelite.apiserver.tables import to_table
@@ -139,9 +140,15 @@ def conversion_for(rt: ResourceType) -> Conversion:
 
 
 class ResourceHandler:
-    def __init__(self, rest: Rest, bookmark_interval: float = 60.0) -> None:
+    def __init__(
+        self,
+        rest: Rest,
+        bookmark_interval: float = 60.0,
+        field_validator: Callable[[], FieldValidator] | None = None,
+    ) -> None:
         self.rest = rest
         self.bookmark_interval = bookmark_interval
+        self._field_validator = field_validator
         self._watches: set[asyncio.Task[Any]] = set()
 
     def stop_watches(self) -> None:
@@ -149,8 +156,25 @@ class ResourceHandler:
         for task in list(self._watches):
             task.cancel()
 
+    def check_fields(self, query: Any, rt: ResourceType, obj: Any) -> list[str]:
+        """Unknown fields of ``obj`` per ``?fieldValidation``: Strict raises, Warn returns warnings."""
+        mode = fieldvalidation.directive(query)
+        if mode == "Ignore" or self._field_validator is None or not isinstance(obj, dict):
+            return []
+        unknown = self._field_validator().unknown_fields(rt.api_version, rt.kind, obj)
+        if unknown and mode == "Strict":
+            raise fieldvalidation.strict_error(unknown)
+        return fieldvalidation.warning_headers(unknown)
+
     def respond(
-        self, obj: Any, fmt: ResponseFormat, rt: ResourceType, status: int = 200, *, query: Any = None
+        self,
+        obj: Any,
+        fmt: ResponseFormat,
+        rt: ResourceType,
+        status: int = 200,
+        *,
+        query: Any = None,
+        warnings: list[str] | None = None,
     ) -> web.Response:
         obj = conversion_for(rt).outbound(obj)
         if fmt.table and isinstance(obj, dict) and obj.get("kind") not in ("Status", "Scale"):
@@ -161,7 +185,10 @@ class ResourceHandler:
             if fmt.table_version != "v1":
                 obj["apiVersion"] = f"meta.k8s.io/{fmt.table_version}"
         body, ctype = codec.encode(obj, fmt)
-        return web.Response(body=body, status=status, content_type=ctype)
+        resp = web.Response(body=body, status=status, content_type=ctype)
+        for warning in warnings or ():
+            resp.headers.add("Warning", warning)
+        return resp
 
     async def handle(self, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.StreamResponse:
         conv = conversion_for(rt)
@@ -188,11 +215,12 @@ class ResourceHandler:
             if method == "GET":
                 if info.legacy_watch or _bool_param(query, "watch"):
                     return await self.watch(request, rt, ns, fmt)
-                return self.respond(await self.list(srt, ns, query), fmt, rt, query=query)
+                return self.respond(await self.list_objects(srt, ns, query), fmt, rt, query=query)
             if method == "POST":
-                body = conv.inbound(await _read_body(request))
-                new_obj = await self.rest.create(srt, ns, body, dry_run=dry_run(query))
-                return self.respond(new_obj, fmt, rt, 201)
+                sent = await _read_body(request)
+                warnings = self.check_fields(query, rt, sent)
+                new_obj = await self.rest.create(srt, ns, conv.inbound(sent), dry_run=dry_run(query))
+                return self.respond(new_obj, fmt, rt, 201, warnings=warnings)
             if method == "DELETE":
                 return self.respond(await self.delete_collection(request, srt, ns), fmt, rt)
             raise errors.method_not_allowed()
@@ -204,7 +232,9 @@ class ResourceHandler:
                 obj = to_scale(obj)
             return self.respond(obj, fmt, rt, query=query)
         if method == "PUT":
-            body = conv.inbound(await _read_body(request))
+            sent = await _read_body(request)
+            warnings = self.check_fields(query, rt, sent) if not sub else []
+            body = conv.inbound(sent)
             if sub == "scale":
                 return self.respond(await self.put_scale(rt, ns, info.name, body, dry_run(query)), fmt, rt)
             if sub == "finalize":
@@ -212,9 +242,11 @@ class ResourceHandler:
             obj, created = await self.rest.update(
                 srt, ns, info.name, body, subresource=sub, dry_run=dry_run(query)
             )
-            return self.respond(obj, fmt, rt, 201 if created else 200)
+            return self.respond(obj, fmt, rt, 201 if created else 200, warnings=warnings)
         if method == "PATCH":
-            return self.respond(await self.patch(request, rt, ns, info.name, sub), fmt, rt)
+            warnings = []
+            patched = await self.patch(request, rt, ns, info.name, sub, warnings)
+            return self.respond(patched, fmt, rt, warnings=warnings)
         if method == "DELETE":
             opts = await delete_options(request)
             obj, removed = await self.rest.delete(srt, ns, info.name, opts)
@@ -225,7 +257,7 @@ class ResourceHandler:
             )
         raise errors.method_not_allowed()
 
-    async def list(self, rt: ResourceType, ns: str, query: Any) -> Obj:
+    async def list_objects(self, rt: ResourceType, ns: str, query: Any) -> Obj:
         keep = selector_filter(rt, query)
         limit = _int_param(query, "limit") or 0
         revision = 0
@@ -326,7 +358,9 @@ class ResourceHandler:
             "items": deleted,
         }
 
-    async def patch(self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str) -> Obj:
+    async def patch(
+        self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str, warnings: list[str]
+    ) -> Obj:
         ctype = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         if ctype not in _PATCH_CONTENT_TYPES:
             raise errors.unsupported_media_type(ctype, list(_PATCH_CONTENT_TYPES))
@@ -350,6 +384,12 @@ class ResourceHandler:
         )
 
         def apply(current: Obj) -> Obj:
+            patched = apply_patch(current)
+            if not sub:
+                warnings[:] = self.check_fields(request.query, rt, patched)
+            return patched
+
+        def apply_patch(current: Obj) -> Obj:
             try:
                 if ctype == "application/json-patch+json":
                     if not isinstance(doc, list):
@@ -369,7 +409,7 @@ class ResourceHandler:
         if sub == "scale":
 
             def apply_scale(current: Obj) -> Obj:
-                scaled = apply(to_scale(current))
+                scaled = apply_patch(to_scale(current))
                 return with_replicas(current, scaled)
 
             return to_scale(await self.rest.patch(rt, ns, name, apply_scale, dry_run=dry))

@@ -79,6 +79,7 @@ class RunningServer:
         self._runner: web.AppRunner | None = None
         self._finalizer: NamespaceFinalizer | None = None
         self._compactor: asyncio.Task[None] | None = None
+        self._warm: asyncio.Task[object] | None = None
         self._storage = open_storage(opts.store, opts.data_dir)
 
     async def start(self) -> None:
@@ -122,6 +123,9 @@ class RunningServer:
         await bootstrap(rest, service_cidr=opts.service_cidr, advertise_address=advertise, port=bound_port)
         await self._finalizer.start()
         self._compactor = asyncio.create_task(self._compact_loop())
+        if state.warm_up is not None:
+            # Built off the event loop so the first kubectl call does not wait for it.
+            self._warm = asyncio.create_task(asyncio.to_thread(state.warm_up))
         state.ready = True
         write_kubeconfig(self.kubeconfig_path, kubeconfig(creds, self.url))
         log.info("kubelite API server ready at %s (kubeconfig: %s)", self.url, self.kubeconfig_path)
@@ -138,6 +142,9 @@ class RunningServer:
             previous = current
 
     async def stop(self) -> None:
+        if self._warm is not None:
+            with contextlib.suppress(Exception):
+                await self._warm
         if self._compactor is not None:
             self._compactor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
