@@ -5,6 +5,7 @@ Servers listen on free loopback ports with a temporary data dir and are stopped 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -13,14 +14,18 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
+import yaml
 
 ETCD_BINARY = Path("/usr/bin/etcd")
 SKIP_NO_ETCD = (
@@ -275,3 +280,35 @@ def namespace(server: ServerProcess, request: pytest.FixtureRequest) -> Iterator
         except client.ApiException:
             pass
         api_client.close()
+
+
+class Http:
+    def __init__(self, server: ServerProcess) -> None:
+        cfg = yaml.safe_load(server.kubeconfig.read_text())
+        self.base = cfg["clusters"][0]["cluster"]["server"]
+        self.token = cfg["users"][0]["user"]["token"]
+        ca = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"])
+        self._ca = tempfile.NamedTemporaryFile(suffix=".crt", delete=False)  # noqa: SIM115
+        self._ca.write(ca)
+        self._ca.close()
+        self.session = requests.Session()
+        self.session.verify = self._ca.name
+        self.session.trust_env = False  # REQUESTS_CA_BUNDLE would replace our CA
+
+    def close(self) -> None:
+        self.session.close()
+        Path(self._ca.name).unlink()
+
+    def request(self, method: str, path: str, *, token: str | None = None, **kw: Any) -> requests.Response:
+        headers = kw.pop("headers", {})
+        headers.setdefault("Authorization", f"Bearer {self.token if token is None else token}")
+        return self.session.request(method, self.base + path, headers=headers, timeout=30, **kw)
+
+
+@pytest.fixture
+def http(server: ServerProcess) -> Iterator[Http]:
+    h = Http(server)
+    try:
+        yield h
+    finally:
+        h.close()

@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from kubelite.api.errors import StatusError
+from kubelite.api.resources import ResourceType
 from kubelite.apiserver.objects import decode
 from kubelite.apiserver.rest import NAMESPACES_KEY_PREFIX, DeleteOptions, Rest
 
 log = logging.getLogger("kubelite.namespaces")
+GC_FINALIZERS = frozenset({"foregroundDeletion", "orphan"})
+Obj = dict[str, Any]
 
 
 class NamespaceFinalizer:
@@ -31,6 +35,17 @@ class NamespaceFinalizer:
         if name not in self._pending:
             self._pending.add(name)
             self._queue.put_nowait(name)
+
+    async def _one(self, name: str) -> None:
+        try:
+            await self._finalize(name)
+        except Exception:
+            log.exception("emptying namespace %s failed; retrying", name)
+            await asyncio.sleep(1)
+            self._pending.discard(name)
+            self.enqueue(name)
+            return
+        self._pending.discard(name)
 
     async def start(self) -> None:
         # Namespaces left Terminating by an earlier run are picked up again.
@@ -47,17 +62,17 @@ class NamespaceFinalizer:
                 await self._task
 
     async def _run(self) -> None:
-        while True:
-            name = await self._queue.get()
-            try:
-                await self._finalize(name)
-            except Exception:
-                log.exception("emptying namespace %s failed; retrying", name)
-                await asyncio.sleep(1)
-                self._pending.discard(name)
-                self.enqueue(name)
-                continue
-            self._pending.discard(name)
+        # One task per namespace: a namespace waiting on a pod's grace period must not hold up others.
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                name = await self._queue.get()
+                task = asyncio.create_task(self._one(name))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def _finalize(self, name: str) -> None:
         rest = self._rest
@@ -69,6 +84,7 @@ class NamespaceFinalizer:
                 remaining += len(page.items)
                 for obj in page.items:
                     if obj["metadata"].get("deletionTimestamp"):
+                        await self._drop_deletion_finalizers(rt, name, obj)
                         continue
                     with contextlib.suppress(StatusError):
                         await rest.delete(
@@ -78,3 +94,18 @@ class NamespaceFinalizer:
                 break
             await asyncio.sleep(self._poll)
         await rest.finalize_namespace(name, [])
+
+    async def _drop_deletion_finalizers(self, rt: ResourceType, namespace: str, obj: Obj) -> None:
+        """foregroundDeletion / orphan wait for the garbage collector to handle dependents; in a
+        namespace being emptied every dependent goes too, so nothing is left to wait for."""
+        held = obj["metadata"].get("finalizers") or []
+        if not held or not set(held) <= GC_FINALIZERS:
+            return
+
+        def drop(current: Obj) -> Obj:
+            left = [f for f in current["metadata"].get("finalizers") or [] if f not in GC_FINALIZERS]
+            current["metadata"]["finalizers"] = left
+            return current
+
+        with contextlib.suppress(StatusError):
+            await self._rest.patch(rt, namespace, obj["metadata"]["name"], drop)

@@ -40,6 +40,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod CIDR (default %(default)s)")
     s.add_argument("--advertise-address", default="", help="address written into the kubernetes Endpoints")
+    s.add_argument(
+        "--compaction-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="forget store history older than this many seconds (default %(default)s)",
+    )
+    s.add_argument(
+        "--watch-bookmark-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how often watches that allow bookmarks get one (default %(default)s)",
+    )
     s.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
@@ -54,6 +68,8 @@ def _run_server(args: argparse.Namespace) -> int:
         ports = parse_port_range(args.service_node_port_range)
         ipaddress.ip_network(args.service_cluster_ip_range)
         ipaddress.ip_network(args.cluster_cidr)
+        if args.compaction_interval <= 0 or args.watch_bookmark_interval <= 0:
+            raise ValueError("--compaction-interval and --watch-bookmark-interval must be positive")
     except ValueError as e:
         print(f"kubelite server: {e}", file=sys.stderr)
         return 2
@@ -65,6 +81,8 @@ def _run_server(args: argparse.Namespace) -> int:
         node_port_range=ports,
         cluster_cidr=args.cluster_cidr,
         advertise_address=args.advertise_address,
+        bookmark_interval=args.watch_bookmark_interval,
+        compaction_interval=args.compaction_interval,
     )
 
     async def main() -> None:
