@@ -6,10 +6,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from conftest import EtcdServer, _free_ports
 
 from kubelite.store import CompactedError, EtcdStorage, StoreError
 
-from .conftest import EtcdServer, _free_ports
 from .helpers import collect
 
 pytestmark = pytest.mark.etcd
