@@ -134,6 +134,18 @@ RESOURCES: tuple[ResourceType, ...] = (
     _r("networking.k8s.io", "v1", "Ingress", "ingresses", short=("ing",), sub=("status",)),
     _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", namespaced=False),
     _r("coordination.k8s.io", "v1", "Lease", "leases"),
+    # Listed (always empty) so kubectl's unknown-kind check gets its answer; custom resources are
+    # not served yet, and writes are refused with a sentence saying so.
+    _r(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        namespaced=False,
+        short=("crd", "crds"),
+        cats=("api-extensions",),
+        verbs=("get", "list", "watch"),
+    ),
     # Older Ingress versions the seeds use, converted to and from networking.k8s.io/v1.
     # Listed last so kubectl's `get ingress` keeps resolving to networking.k8s.io/v1.
     _r(

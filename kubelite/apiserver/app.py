@@ -25,11 +25,14 @@ from kubelite.apiserver import codec, discovery
 from kubelite.apiserver.fieldvalidation import FieldValidator
 from kubelite.apiserver.handlers import ResourceHandler
 from kubelite.apiserver.openapi import OpenAPIDocuments
+from kubelite.apiserver.openapi_pb import OpenAPIV2Protobuf, wants_protobuf
 from kubelite.apiserver.requestinfo import parse_request_path
 from kubelite.apiserver.rest import Rest
 
 log = logging.getLogger("kubelite.apiserver")
 
+# Go's mime parser rejects the "@" of the Accept spelling, so the reply names it with a dot.
+V2_PROTOBUF_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 KUBERNETES_VERSION = {
     "major": "1",
@@ -66,6 +69,7 @@ class AppState:
 
 def build_app(state: AppState) -> web.Application:
     openapi = OpenAPIDocuments(extra_field_extensions=openapi_patch_extensions)
+    v2_protobuf = OpenAPIV2Protobuf(openapi.v2)
     validators: list[FieldValidator] = []
 
     def field_validator() -> FieldValidator:
@@ -74,7 +78,7 @@ def build_app(state: AppState) -> web.Application:
         return validators[0]
 
     resources = ResourceHandler(state.rest, state.bookmark_interval, field_validator)
-    state.warm_up = lambda: (openapi.warm(), field_validator())
+    state.warm_up = lambda: (openapi.warm(), field_validator(), v2_protobuf.body())
     # Token comparison in constant time, on bytes.
     tokens = [t.encode() for t in state.tokens]
 
@@ -106,7 +110,7 @@ def build_app(state: AppState) -> web.Application:
         if path == "/version":
             return _json(KUBERNETES_VERSION)
         if path.startswith("/openapi/"):
-            return _openapi(openapi, request)
+            return _openapi(openapi, v2_protobuf, request)
         info = parse_request_path(path)
         if info.is_resource:
             rt = state.index.resource(info.group, info.version, info.resource)
@@ -180,9 +184,15 @@ def _discovery(state: AppState, request: web.Request) -> web.Response:
     return _json(found)
 
 
-def _openapi(docs: OpenAPIDocuments, request: web.Request) -> web.Response:
+def _openapi(docs: OpenAPIDocuments, v2_protobuf: OpenAPIV2Protobuf, request: web.Request) -> web.Response:
     path = request.path
     if path == "/openapi/v2":
+        # kubectl <= 1.29 and client-go discovery ask for the gnostic protobuf form.
+        if wants_protobuf(request.headers.get("Accept", "")):
+            resp = web.Response(body=v2_protobuf.body())
+            resp.headers["Content-Type"] = V2_PROTOBUF_CONTENT_TYPE
+            resp.headers["ETag"] = v2_protobuf.etag()
+            return resp
         return web.Response(body=docs.v2(), content_type="application/json")
     if path == "/openapi/v3":
         return web.Response(body=docs.v3_index(), content_type="application/json")

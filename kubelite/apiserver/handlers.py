@@ -71,6 +71,18 @@ def selector_filter(rt: ResourceType, query: Any) -> Callable[[Obj], bool] | Non
     return keep
 
 
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+
+def _verb(method: str, named: bool, watching: bool) -> str:
+    """The Kubernetes verb of a request (RBAC's vocabulary)."""
+    if method == "GET":
+        return "watch" if watching else ("get" if named else "list")
+    if method == "DELETE":
+        return "delete" if named else "deletecollection"
+    return _VERBS.get(method, method.lower())
+
+
 def _include_object(query: Any) -> str:
     value = str(query.get("includeObject", "Metadata") or "Metadata")
     if value not in ("None", "Metadata", "Object"):
@@ -202,6 +214,14 @@ class ResourceHandler:
         if not rt.namespaced and ns:
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
         sub = info.subresource
+        verb = _verb(method, bool(info.name), info.legacy_watch or _bool_param(query, "watch"))
+        if not sub and verb not in rt.verbs:
+            if rt.kind == "CustomResourceDefinition":
+                raise errors.method_not_allowed(
+                    "kubelite does not serve custom resources yet: CustomResourceDefinitions can be "
+                    "listed but not created"
+                )
+            raise errors.method_not_allowed()
         if sub and sub not in rt.subresources and not (rt.kind == "Namespace" and sub == "finalize"):
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
         if sub in ("log", "exec", "attach", "portforward", "proxy"):

@@ -46,6 +46,7 @@ _SERVER_SET_METADATA = (
 )
 NAMESPACES_KEY_PREFIX = "/registry/namespaces/"
 NAMESPACE_CACHE_SECONDS = 1.0
+UNDELETABLE_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +338,8 @@ class Rest:
     ) -> tuple[Obj, bool]:
         """DELETE. Returns (object, removed): removed is False while finalizers or a grace period hold it."""
         strategy = self.strategies[rt]
+        if isinstance(strategy, NamespaceStrategy) and name in UNDELETABLE_NAMESPACES:
+            raise errors.forbidden("", "namespaces", name, "this namespace may not be deleted")
         for _ in range(_RETRIES):
             kv = await self.objects.get_kv(rt, namespace, name)
             if kv is None:

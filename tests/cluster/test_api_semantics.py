@@ -201,6 +201,28 @@ def test_namespace_deletion_removes_content(http: Http) -> None:
     assert http.request("GET", f"/api/v1/namespaces/{name}/configmaps").json()["items"] == []
 
 
+def test_system_namespaces_cannot_be_deleted(http: Http) -> None:
+    for name in ("default", "kube-system", "kube-public"):
+        resp = http.request("DELETE", f"/api/v1/namespaces/{name}")
+        assert resp.status_code == 403, resp.text
+        assert (
+            resp.json()["message"] == f'namespaces "{name}" is forbidden: this namespace may not be deleted'
+        )
+
+
+def test_custom_resources_are_refused_plainly(http: Http) -> None:
+    assert (
+        http.request("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions").json()["items"] == []
+    )
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "a.b"},
+    }
+    resp = http.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=crd)
+    assert resp.status_code == 405 and "custom resources" in resp.json()["message"]
+
+
 def test_discovery_flavours(http: Http) -> None:
     for version in ("v2", "v2beta1"):
         accept = (
