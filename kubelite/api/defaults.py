@@ -78,9 +78,6 @@ def _default_pod(obj: Obj) -> None:
         ],
     )
     spec.setdefault("priority", 0)
-    status = obj.setdefault("status", {})
-    status.setdefault("phase", "Pending")
-    status.setdefault("qosClass", "BestEffort")
 
 
 def _default_template(obj: Obj) -> None:

@@ -27,4 +27,25 @@ class PodStrategy(Strategy):
 
     def prepare_for_create(self, obj: Obj) -> None:
         super().prepare_for_create(obj)
-        obj.setdefault("status", {}).setdefault("phase", "Pending")
+        status = obj.setdefault("status", {})
+        status["phase"] = "Pending"
+        status["qosClass"] = qos_class(obj.get("spec") or {})
+
+
+def qos_class(spec: Obj) -> str:
+    """Guaranteed when every container limits cpu and memory and requests equal limits;
+    BestEffort when no container requests or limits anything; Burstable otherwise."""
+    containers = [c for c in (spec.get("initContainers") or []) + (spec.get("containers") or []) if c]
+    any_set = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources") or {}
+        limits, requests = res.get("limits") or {}, res.get("requests") or {}
+        if limits or requests:
+            any_set = True
+        for name in ("cpu", "memory"):
+            if name not in limits or requests.get(name, limits[name]) != limits[name]:
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"

@@ -33,6 +33,10 @@ def _owner(obj: Obj) -> str:
 
 
 class ServiceStrategy(Strategy):
+    def prepare_for_create(self, obj: Obj) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"loadBalancer": {}}
+
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
         return self.validate(new) + validate_service_update(old, new)
 
