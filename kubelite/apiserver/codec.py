@@ -2,8 +2,9 @@
 
 kubectl and client-go send JSON (kubectl also YAML for some verbs) and ask for one of:
 plain JSON, a server-side ``Table`` (``as=Table;g=meta.k8s.io;v=v1``), or aggregated
-discovery (``as=APIGroupDiscoveryList;g=apidiscovery.k8s.io;v=v2``). Protobuf is not
-offered; clients that list JSON as an alternative (all of them) fall back to it.
+discovery (``as=APIGroupDiscoveryList;g=apidiscovery.k8s.io;v=v2``). Responses are never
+protobuf: clients list JSON as an alternative and decode by the response's Content-Type. Request
+bodies may be protobuf, which client-go 1.31+ sends for built-in types (``kubelite.api.protobuf``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 import yaml
 
-from kubelite.api import errors
+from kubelite.api import errors, protobuf
 
 MAX_REQUEST_BODY = 3 * 1024 * 1024
 JSON = "application/json"
@@ -115,10 +116,15 @@ def decode_body(body: bytes, content_type: str, *, allowed: tuple[str, ...] = (J
     ctype = content_type.split(";", 1)[0].strip().lower() or JSON
     if ctype in ("application/x-yaml", "text/yaml"):
         ctype = YAML
-    if ctype not in allowed:
-        raise errors.unsupported_media_type(ctype, list(allowed))
     if len(body) > MAX_REQUEST_BODY:
         raise errors.too_large(MAX_REQUEST_BODY)
+    if protobuf.is_protobuf(ctype):
+        try:
+            return protobuf.decode_object(body)
+        except protobuf.ProtobufError as e:
+            raise errors.bad_request(f"the protobuf request body could not be decoded: {e}") from None
+    if ctype not in allowed:
+        raise errors.unsupported_media_type(ctype, [*allowed, protobuf.PROTOBUF])
     if not body.strip():
         raise errors.bad_request("the request body is empty: send a JSON or YAML object")
     if ctype == YAML or ctype.endswith("+yaml"):

@@ -518,7 +518,8 @@ def to_scale(obj: Obj) -> Obj:
 
 
 def with_replicas(current: Obj, scale: Obj) -> Obj:
-    replicas = (scale.get("spec") or {}).get("replicas")
+    # replicas is not a pointer in Scale: protobuf and Go clients leave out a 0.
+    replicas = (scale.get("spec") or {}).get("replicas", 0)
     if not isinstance(replicas, int) or replicas < 0:
         raise errors.invalid(
             "autoscaling",

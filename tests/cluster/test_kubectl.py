@@ -201,3 +201,23 @@ def test_bad_input_gets_clear_errors(kubectl: Kubectl, namespace: str, tmp_path:
     res = kubectl.run("apply", "-n", namespace, "-f", _manifest(tmp_path, dup_ports, "d.yaml"), check=False)
     assert res.returncode != 0 and "Duplicate value" in res.stderr
     assert kubectl.run("get", "svc", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+
+def test_create_generators(kubectl: Kubectl, namespace: str) -> None:
+    """kubectl's typed generators (protobuf bodies since kubectl 1.31), scale and expose."""
+    ns = ("-n", namespace)
+    kubectl.run("create", "configmap", "gen-cm", "--from-literal=a=b", *ns)
+    kubectl.run("create", "secret", "generic", "gen-secret", "--from-literal=p=q", *ns)
+    kubectl.run("create", "deployment", "web", "--image=nginx", "--replicas=3", "--port=80", *ns)
+    kubectl.run("scale", "deployment", "web", "--replicas=0", *ns)
+    assert kubectl.run("get", "deploy", "web", "-o", "jsonpath={.spec.replicas}", *ns).stdout == "0"
+    kubectl.run("expose", "deployment", "web", "--port=80", "--target-port=8080", "--name=web-svc", *ns)
+    svc = json.loads(kubectl.run("get", "svc", "web-svc", "-o", "json", *ns).stdout)
+    assert svc["spec"]["selector"] == {"app": "web"} and svc["spec"]["ports"][0]["targetPort"] == 8080
+    kubectl.run("create", "service", "nodeport", "gen-np", "--tcp=80:8080", *ns)
+    port = kubectl.run("get", "svc", "gen-np", "-o", "jsonpath={.spec.ports[0].nodePort}", *ns).stdout
+    clash = kubectl.run("create", "service", "nodeport", "gen-np2", "--tcp=80", f"--node-port={port}", *ns,
+                        check=False)  # fmt: skip
+    assert clash.returncode != 0 and "provided port is already allocated" in clash.stderr
+    secret = json.loads(kubectl.run("get", "secret", "gen-secret", "-o", "json", *ns).stdout)
+    assert secret["data"] == {"p": "cQ=="} and secret["type"] == "Opaque"
