@@ -25,14 +25,12 @@ from kubelite.apiserver import codec, discovery
 from kubelite.apiserver.fieldvalidation import FieldValidator
 from kubelite.apiserver.handlers import ResourceHandler
 from kubelite.apiserver.openapi import OpenAPIDocuments
-from kubelite.apiserver.openapi_pb import OpenAPIV2Protobuf, wants_protobuf
+from kubelite.apiserver.openapi_pb import PROTOBUF_V2_CONTENT_TYPE, OpenAPIV2Protobuf, wants_protobuf
 from kubelite.apiserver.requestinfo import parse_request_path
 from kubelite.apiserver.rest import Rest
 
 log = logging.getLogger("kubelite.apiserver")
 
-# Go's mime parser rejects the "@" of the Accept spelling, so the reply names it with a dot.
-V2_PROTOBUF_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 KUBERNETES_VERSION = {
     "major": "1",
@@ -190,7 +188,7 @@ def _openapi(docs: OpenAPIDocuments, v2_protobuf: OpenAPIV2Protobuf, request: we
         # kubectl <= 1.29 and client-go discovery ask for the gnostic protobuf form.
         if wants_protobuf(request.headers.get("Accept", "")):
             resp = web.Response(body=v2_protobuf.body())
-            resp.headers["Content-Type"] = V2_PROTOBUF_CONTENT_TYPE
+            resp.headers["Content-Type"] = PROTOBUF_V2_CONTENT_TYPE
             resp.headers["ETag"] = v2_protobuf.etag()
             return resp
         return web.Response(body=docs.v2(), content_type="application/json")

@@ -1,11 +1,15 @@
 """``/openapi/v2`` in protobuf: the gnostic ``openapi.v2.Document`` encoding of a Swagger 2.0 document.
 
-kubectl up to 1.27 (client-go ``OpenAPISchema()``) asks for ``/openapi/v2`` only with
+kubectl (client-go ``OpenAPISchema()``) asks for ``/openapi/v2`` only with
 ``Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf`` and parses the body as
-``openapi_v2.Document`` (github.com/google/gnostic-models, ``openapiv2/OpenAPIv2.proto``). It
-reads it for client-side validation, ``explain`` and ``edit``, and client-go's
-``QueryParamVerifier`` looks in it for a ``fieldValidation`` query parameter on the PATCH
-operation whose ``x-kubernetes-group-version-kind`` is the object's GVK.
+``openapi_v2.Document`` (github.com/google/gnostic-models, ``openapiv2/OpenAPIv2.proto``).
+Every version from 1.27 to 1.33 fetches it on ``apply``/``create``/``edit``; 1.27 and 1.28
+stop there if it is not protobuf, later ones only for ``explain --output=plaintext-openapiv2``
+and client-side validation. Client-side validation (kube-openapi ``proto.NewOpenAPIData``)
+and ``explain`` read the definitions; client-go's ``QueryParamVerifier`` looks for a
+``fieldValidation`` query parameter on the PATCH operation whose own
+``x-kubernetes-group-version-kind`` is the object's GVK and, finding it, leaves validation
+to the server.
 
 The JSON document maps onto the messages key by key::
 
@@ -18,11 +22,11 @@ or not, ``additionalProperties`` schema or boolean, security scheme by ``type``/
 ``x-*`` keys become ``NamedAny`` vendor extensions, and every free-form value (vendor
 extensions, ``default``, ``enum``, ``example``) an ``Any`` whose ``yaml`` holds the value.
 kubectl reads that text with a YAML parser, and JSON is YAML flow syntax, so the text is the
-value's JSON with the few characters YAML does not allow escaped. Keys the proto does not
-know are dropped, as gnostic would refuse them. Fields are written in field-number order, as
-Go's ``proto.Marshal`` writes them; scalars at their proto3 default (``""``, 0, false) are
-left out, messages whose key is present are written even when empty (kube-openapi tells
-``properties: {}`` from no properties).
+value's JSON, with ``\\u`` escapes for the characters YAML 1.1 would not read back as written.
+Keys the proto has no field for are dropped (gnostic would refuse such a document). Fields
+are written in field-number order, as Go's ``proto.Marshal`` writes them; scalars at their
+proto3 default (``""``, 0, false) are left out, messages whose key is present are written even
+when empty (kube-openapi tells ``properties: {}`` from no properties).
 """
 
 from __future__ import annotations
@@ -135,7 +139,7 @@ class OpenAPIV2Protobuf:
 
 # ── wire format ────────────────────────────────────────────────────────────────────────────
 # A field is a key varint (field number << 3 | wire type) and a value: a varint, 8 little-endian
-# bytes (double), or a length varint and that many bytes (string, message, packed nothing here).
+# bytes (double), or a length varint and that many bytes (string or message; nothing is packed).
 
 _VARINT, _FIXED64, _LEN = 0, 1, 2
 _Kind = Callable[[bytearray, int, Any], None]
@@ -290,14 +294,15 @@ def _named_map(encode: _Encoder) -> _Encoder:
     return encode_map
 
 
-# Characters JSON text may carry raw but a YAML stream may not (YAML 1.1 c-printable).
-_NOT_YAML_PRINTABLE = re.compile("[\x7f-\x84\x86-\x9f\ufeff\ufffe\uffff]")
+# Characters JSON text may carry raw but YAML 1.1 reads otherwise: outside c-printable (DEL, C1
+# controls, BOM, U+FFFE/FFFF), or line breaks a quoted scalar folds away (NEL, U+2028, U+2029).
+_NOT_YAML_TEXT = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
 
 
 def _any(value: Any) -> bytes:
     """``Any``: the value as YAML text in ``yaml`` (field 2); ``value`` (a protobuf Any) stays unset."""
     text = orjson.dumps(value).decode()
-    text = _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    text = _NOT_YAML_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     out = bytearray()
     _bytes_field(out, 2, text.encode())
     return bytes(out)
@@ -593,6 +598,17 @@ _PATH_ITEM = _spec(
     parameters=(9, _repeated(_parameters_item)),
 )
 _OAUTH2_SCOPES = _message(_oauth2_scopes)
+
+
+def _oauth2(*urls: str) -> _Spec:
+    """``Oauth2*Security``: type, flow, scopes, the flow's URLs, description, then vendor extensions."""
+    names = ("type", "flow", "scopes", *urls, "description")
+    return _spec(
+        len(names) + 1,
+        **{name: (n, _OAUTH2_SCOPES if name == "scopes" else _string) for n, name in enumerate(names, 1)},
+    )
+
+
 _SECURITY_SCHEMES: Mapping[str, tuple[int, _Spec]] = MappingProxyType(
     {
         "basic": (1, _spec(3, type=(1, _string), description=(2, _string))),
@@ -600,51 +616,10 @@ _SECURITY_SCHEMES: Mapping[str, tuple[int, _Spec]] = MappingProxyType(
             2,
             _spec(5, type=(1, _string), name=(2, _string), description=(4, _string), **{"in": (3, _string)}),
         ),
-        "oauth2/implicit": (
-            3,
-            _spec(
-                6,
-                type=(1, _string),
-                flow=(2, _string),
-                scopes=(3, _OAUTH2_SCOPES),
-                authorizationUrl=(4, _string),
-                description=(5, _string),
-            ),
-        ),
-        "oauth2/password": (
-            4,
-            _spec(
-                6,
-                type=(1, _string),
-                flow=(2, _string),
-                scopes=(3, _OAUTH2_SCOPES),
-                tokenUrl=(4, _string),
-                description=(5, _string),
-            ),
-        ),
-        "oauth2/application": (
-            5,
-            _spec(
-                6,
-                type=(1, _string),
-                flow=(2, _string),
-                scopes=(3, _OAUTH2_SCOPES),
-                tokenUrl=(4, _string),
-                description=(5, _string),
-            ),
-        ),
-        "oauth2/accessCode": (
-            6,
-            _spec(
-                7,
-                type=(1, _string),
-                flow=(2, _string),
-                scopes=(3, _OAUTH2_SCOPES),
-                authorizationUrl=(4, _string),
-                tokenUrl=(5, _string),
-                description=(6, _string),
-            ),
-        ),
+        "oauth2/implicit": (3, _oauth2("authorizationUrl")),
+        "oauth2/password": (4, _oauth2("tokenUrl")),
+        "oauth2/application": (5, _oauth2("tokenUrl")),
+        "oauth2/accessCode": (6, _oauth2("authorizationUrl", "tokenUrl")),
     }
 )
 _INFO = _spec(
