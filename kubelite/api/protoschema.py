@@ -570,33 +570,6 @@ MESSAGES: Final[dict[str, Fields]] = {
         1: ("", "EphemeralContainerCommon"),
         2: ("targetContainerName", "string"),
     },
-    "EphemeralContainerCommon": {
-        1: ("name", "string"),
-        2: ("image", "string"),
-        3: ("command", "[]string"),
-        4: ("args", "[]string"),
-        5: ("workingDir", "string"),
-        6: ("ports", "[]ContainerPort"),
-        7: ("env", "[]EnvVar"),
-        8: ("resources", "ResourceRequirements"),
-        9: ("volumeMounts", "[]VolumeMount"),
-        10: ("livenessProbe", "*Probe"),
-        11: ("readinessProbe", "*Probe"),
-        12: ("lifecycle", "*Lifecycle"),
-        13: ("terminationMessagePath", "string"),
-        14: ("imagePullPolicy", "string"),
-        15: ("securityContext", "*SecurityContext"),
-        16: ("stdin", "bool"),
-        17: ("stdinOnce", "bool"),
-        18: ("tty", "bool"),
-        19: ("envFrom", "[]EnvFromSource"),
-        20: ("terminationMessagePolicy", "string"),
-        21: ("volumeDevices", "[]VolumeDevice"),
-        22: ("startupProbe", "*Probe"),
-        23: ("resizePolicy", "[]ContainerResizePolicy"),
-        24: ("restartPolicy", "*string"),
-        25: ("restartPolicyRules", "[]ContainerRestartRule"),
-    },
     "PodOS": {1: ("name", "string")},
     "PodSchedulingGate": {1: ("name", "string")},
     "PodResourceClaim": {
@@ -1227,6 +1200,9 @@ MESSAGES: Final[dict[str, Fields]] = {
     "v1beta1.IngressPortStatus": {1: ("port", "int32"), 2: ("protocol", "string"), 3: ("error", "*string")},
     "v1beta1.IngressList": {1: ("metadata", "ListMeta"), 2: ("items", "[]v1beta1.Ingress")},
 }
+
+# EphemeralContainerCommon has exactly Container's fields and numbers (upstream keeps them in step).
+MESSAGES["EphemeralContainerCommon"] = MESSAGES["Container"]
 
 _SERVED: Final[dict[str, tuple[str, ...]]] = {
     "v1": (

@@ -97,6 +97,19 @@ def _short(obj: Obj) -> str:
     return text if len(text) < 200 else text[:200] + "..."
 
 
+def _check_preconditions(rt: ResourceType, name: str, md: Obj, opts: DeleteOptions) -> None:
+    """DeleteOptions.preconditions: 409 when the uid or resourceVersion named is not the object's."""
+    for label, wanted, actual in (
+        ("UID", opts.precondition_uid, md.get("uid")),
+        ("ResourceVersion", opts.precondition_rv, md.get("resourceVersion")),
+    ):
+        if wanted and wanted != actual:
+            raise errors.conflict(
+                rt.group, rt.plural, name,
+                f"Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {actual}",
+            )  # fmt: skip
+
+
 class Rest:
     """Generic verbs. ``strategies`` maps each served resource type to its strategy."""
 
@@ -346,23 +359,7 @@ class Rest:
                 raise errors.not_found(rt.group, rt.plural, name)
             obj = decode(kv)
             md = obj["metadata"]
-            if opts.precondition_uid and opts.precondition_uid != md.get("uid"):
-                raise errors.conflict(
-                    rt.group,
-                    rt.plural,
-                    name,
-                    f"Precondition failed: UID in precondition: {opts.precondition_uid}, UID in "
-                    f"object meta: {md.get('uid')}",
-                )
-            if opts.precondition_rv and opts.precondition_rv != md.get("resourceVersion"):
-                raise errors.conflict(
-                    rt.group,
-                    rt.plural,
-                    name,
-                    f"Precondition failed: ResourceVersion in precondition: "
-                    f"{opts.precondition_rv}, ResourceVersion in object meta: "
-                    f"{md.get('resourceVersion')}",
-                )
+            _check_preconditions(rt, name, md, opts)
             new = copy.deepcopy(obj)
             nmd = new["metadata"]
             finalizers = list(nmd.get("finalizers") or [])
