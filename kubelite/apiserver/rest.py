@@ -122,7 +122,7 @@ class Rest:
         self.objects = objects
         self.storage = objects.storage
         self.strategies = strategies
-        self._on_ns_terminating = on_namespace_terminating
+        self.on_namespace_terminating = on_namespace_terminating
         # namespace -> monotonic time it was last seen open. Like kube-apiserver's namespace
         # lifecycle admission (an informer cache), a short staleness window is accepted.
         self._open_namespaces: dict[str, float] = {}
@@ -400,8 +400,8 @@ class Rest:
             nmd["resourceVersion"] = str(kvs[0].mod_revision)
             if isinstance(strategy, NamespaceStrategy):
                 self._open_namespaces.pop(name, None)
-                if self._on_ns_terminating is not None:
-                    self._on_ns_terminating(name)
+                if self.on_namespace_terminating is not None:
+                    self.on_namespace_terminating(name)
             return new, False
         raise errors.stale_conflict(rt.group, rt.plural, name)
 

@@ -24,8 +24,10 @@ from kubelite.apiserver.certs import ensure_credentials, kubeconfig, serving_hos
 from kubelite.apiserver.nsfinalizer import NamespaceFinalizer
 from kubelite.apiserver.objects import ObjectStore
 from kubelite.apiserver.registry import RegistryConfig, RegistryContext, strategy_for
+from kubelite.apiserver.repair import AllocationRepair
 from kubelite.apiserver.rest import Rest
 from kubelite.store.factory import open_storage
+from kubelite.store.interface import Storage
 
 log = logging.getLogger("kubelite.server")
 
@@ -41,6 +43,7 @@ class ServerOptions:
     advertise_address: str = ""
     bookmark_interval: float = 60.0
     compaction_interval: float = 300.0
+    repair_interval: float = 180.0
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -69,15 +72,31 @@ def default_advertise_address(listen_host: str) -> str:
     return listen_host
 
 
+async def build_registry(storage: Storage, config: RegistryConfig) -> tuple[Rest, RegistryContext]:
+    """The REST layer over a started store: allocators loaded, one strategy per resource."""
+    ctx = RegistryContext(
+        config,
+        cluster_ip_allocator(storage, config.service_cidr),
+        node_port_allocator(storage, *config.node_port_range),
+    )
+    await ctx.cluster_ips.load()
+    await ctx.node_ports.load()
+    strategies = {rt: strategy_for(rt, ctx) for rt in RESOURCES}
+    return Rest(ObjectStore(storage), strategies), ctx
+
+
 class RunningServer:
     """A started API server; ``url`` and ``kubeconfig_path`` are valid once ``start`` returns."""
 
     def __init__(self, opts: ServerOptions) -> None:
         self.opts = opts
         self.url = ""
+        self.rest: Rest | None = None
+        """The REST layer once started (in-process clients such as controllers use it)."""
         self.kubeconfig_path = opts.data_dir / "kubeconfig"
         self._runner: web.AppRunner | None = None
         self._finalizer: NamespaceFinalizer | None = None
+        self._repair: AllocationRepair | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._warm: asyncio.Task[object] | None = None
         self._storage = open_storage(opts.store, opts.data_dir)
@@ -88,22 +107,10 @@ class RunningServer:
         host, port = split_listen(opts.listen)
         await self._storage.start()
         config = RegistryConfig(opts.service_cidr, opts.node_port_range, opts.cluster_cidr)
-        ctx = RegistryContext(
-            config,
-            cluster_ip_allocator(self._storage, opts.service_cidr),
-            node_port_allocator(self._storage, *opts.node_port_range),
-        )
-        await ctx.cluster_ips.load()
-        await ctx.node_ports.load()
-        strategies = {rt: strategy_for(rt, ctx) for rt in RESOURCES}
-        finalizer_ref: list[NamespaceFinalizer] = []
-        rest = Rest(
-            ObjectStore(self._storage),
-            strategies,
-            on_namespace_terminating=lambda name: finalizer_ref[0].enqueue(name),
-        )
+        rest, ctx = await build_registry(self._storage, config)
+        self.rest = rest
         self._finalizer = NamespaceFinalizer(rest)
-        finalizer_ref.append(self._finalizer)
+        rest.on_namespace_terminating = self._finalizer.enqueue
         creds = ensure_credentials(opts.data_dir, serving_hosts(host))
         state = AppState(rest, creds.tokens, "", bookmark_interval=opts.bookmark_interval)
         # handler_cancellation: a watch whose client went away must not wait forever for an event.
@@ -121,6 +128,8 @@ class RunningServer:
         state.server_address = f"{url_host}:{bound_port}"
         advertise = opts.advertise_address or default_advertise_address(host)
         await bootstrap(rest, service_cidr=opts.service_cidr, advertise_address=advertise, port=bound_port)
+        self._repair = AllocationRepair(rest, ctx.cluster_ips, ctx.node_ports, opts.repair_interval)
+        await self._repair.start()
         await self._finalizer.start()
         self._compactor = asyncio.create_task(self._compact_loop())
         if state.warm_up is not None:
@@ -151,6 +160,8 @@ class RunningServer:
                 await self._compactor
         if self._finalizer is not None:
             await self._finalizer.stop()
+        if self._repair is not None:
+            await self._repair.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self._storage.close()

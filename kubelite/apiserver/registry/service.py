@@ -55,18 +55,18 @@ class ServiceStrategy(Strategy):
     def release(self, obj: Obj) -> list[Op]:
         ops: list[Op] = []
         spec = obj.get("spec") or {}
-        for ip in _allocated_ips(spec):
+        for ip in allocated_ips(spec):
             ops.append(self.ctx.cluster_ips.release_op(ip))
-        for port in _allocated_node_ports(spec):
+        for port in allocated_node_ports(spec):
             ops.append(self.ctx.node_ports.release_op(str(port)))
         return ops
 
     def after_commit(self, new: Obj | None, old: Obj | None) -> None:
         """Keep the allocators' hints in step with what was committed."""
         for spec, used in (((old or {}).get("spec") or {}, False), ((new or {}).get("spec") or {}, True)):
-            for ip in _allocated_ips(spec):
+            for ip in allocated_ips(spec):
                 (self.ctx.cluster_ips.mark_used if used else self.ctx.cluster_ips.mark_free)(ip)
-            for port in _allocated_node_ports(spec):
+            for port in allocated_node_ports(spec):
                 (self.ctx.node_ports.mark_used if used else self.ctx.node_ports.mark_free)(str(port))
 
     def note_taken(self, key: str) -> None:
@@ -84,7 +84,7 @@ class ServiceStrategy(Strategy):
 
     async def _allocate_cluster_ip(self, obj: Obj, spec: Obj, ospec: Obj) -> list[Op]:
         ops: list[Op] = []
-        old_ips = set(_allocated_ips(ospec))
+        old_ips = set(allocated_ips(ospec))
         new_ips: set[str] = set()
         if _needs_cluster_ip(spec):
             requested = spec.get("clusterIP") or ""
@@ -111,7 +111,7 @@ class ServiceStrategy(Strategy):
 
     async def _allocate_node_ports(self, obj: Obj, spec: Obj, ospec: Obj) -> list[Op]:
         ops: list[Op] = []
-        old_ports = set(_allocated_node_ports(ospec))
+        old_ports = set(allocated_node_ports(ospec))
         new_ports: set[int] = set()
         name = obj["metadata"]["name"]
         if _needs_node_ports(spec):
@@ -250,7 +250,7 @@ def _drop_type_dependent_fields(nspec: Obj, ospec: Obj) -> None:
         nspec.pop("externalTrafficPolicy", None)
 
 
-def _allocated_ips(spec: Obj) -> list[str]:
+def allocated_ips(spec: Obj) -> list[str]:
     if not _needs_cluster_ip(spec):
         return []
     return [
@@ -260,5 +260,5 @@ def _allocated_ips(spec: Obj) -> list[str]:
     ]
 
 
-def _allocated_node_ports(spec: Obj) -> list[int]:
+def allocated_node_ports(spec: Obj) -> list[int]:
     return [int(p["nodePort"]) for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("nodePort")]
