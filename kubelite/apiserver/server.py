@@ -13,6 +13,7 @@ import logging
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -29,6 +30,9 @@ from kubelite.apiserver.rest import Rest
 from kubelite.store.factory import open_storage
 from kubelite.store.interface import Storage
 
+if TYPE_CHECKING:
+    from kubelite.controllers.manager import ControllerManager
+
 log = logging.getLogger("kubelite.server")
 
 
@@ -44,6 +48,9 @@ class ServerOptions:
     bookmark_interval: float = 60.0
     compaction_interval: float = 300.0
     repair_interval: float = 180.0
+    controllers: tuple[str, ...] = ("*",)
+    """Controllers to run in this process ("*" all, "-name" without one, () none)."""
+    load_balancer_pool: str = ""
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -97,6 +104,7 @@ class RunningServer:
         self._runner: web.AppRunner | None = None
         self._finalizer: NamespaceFinalizer | None = None
         self._repair: AllocationRepair | None = None
+        self._controllers: ControllerManager | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._warm: asyncio.Task[object] | None = None
         self._storage = open_storage(opts.store, opts.data_dir)
@@ -131,6 +139,16 @@ class RunningServer:
         self._repair = AllocationRepair(rest, ctx.cluster_ips, ctx.node_ports, opts.repair_interval)
         await self._repair.start()
         await self._finalizer.start()
+        if opts.controllers:
+            from kubelite.client.local import LocalClient
+            from kubelite.controllers.manager import ControllerManager, ControllerOptions
+
+            self._controllers = ControllerManager(
+                LocalClient(rest),
+                ControllerOptions(cluster_cidr=opts.cluster_cidr, load_balancer_pool=opts.load_balancer_pool,
+                                  enabled=tuple(opts.controllers)),
+            )  # fmt: skip
+            await self._controllers.start()
         self._compactor = asyncio.create_task(self._compact_loop())
         if state.warm_up is not None:
             # Built off the event loop so the first kubectl call does not wait for it.
@@ -151,6 +169,8 @@ class RunningServer:
             previous = current
 
     async def stop(self) -> None:
+        if self._controllers is not None:
+            await self._controllers.stop()
         if self._warm is not None:
             with contextlib.suppress(Exception):
                 await self._warm

@@ -54,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often watches that allow bookmarks get one (default %(default)s)",
     )
+    s.add_argument(
+        "--controllers",
+        default="*",
+        help="controllers to run, comma-separated: * for all, -name to leave one out, "
+        "none for none (default %(default)s)",
+    )
+    s.add_argument(
+        "--loadbalancer-pool",
+        default="",
+        help="addresses for LoadBalancer Services: ranges A-B and CIDRs, comma-separated",
+    )
     s.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
@@ -83,6 +94,10 @@ def _run_server(args: argparse.Namespace) -> int:
         advertise_address=args.advertise_address,
         bookmark_interval=args.watch_bookmark_interval,
         compaction_interval=args.compaction_interval,
+        controllers=()
+        if args.controllers == "none"
+        else tuple(c.strip() for c in args.controllers.split(",")),
+        load_balancer_pool=args.loadbalancer_pool,
     )
 
     async def main() -> None:

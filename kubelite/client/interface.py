@@ -16,7 +16,7 @@ watch yields :class:`WatchEvent` values until it ends (timeout, server shutdown)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -67,7 +67,7 @@ class ApiClient(Protocol):
         label_selector: str = "",
         field_selector: str = "",
         timeout_seconds: int | None = None,
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncGenerator[WatchEvent, None]:
         """Events after ``resource_version`` ("" = current state as ADDED, then changes).
 
         Bookmarks are requested and passed through. Ends when the server ends the stream; raises
