@@ -18,6 +18,7 @@ from kubelite.controllers.endpoints import (
     EndpointSliceController,
     EndpointSliceMirroringController,
 )
+from kubelite.controllers.garbagecollector import GarbageCollector
 
 log = logging.getLogger("kubelite.controllers")
 
@@ -40,6 +41,7 @@ def builtin_factories() -> dict[str, ControllerFactory]:
         "endpoint": lambda c, i, _o: EndpointsController(c, i),
         "endpointslice": lambda c, i, _o: EndpointSliceController(c, i),
         "endpointslicemirroring": lambda c, i, _o: EndpointSliceMirroringController(c, i),
+        "garbagecollector": lambda c, i, _o: GarbageCollector(c, i),
     }
 
 
