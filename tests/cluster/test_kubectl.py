@@ -216,8 +216,34 @@ def test_create_generators(kubectl: Kubectl, namespace: str) -> None:
     assert svc["spec"]["selector"] == {"app": "web"} and svc["spec"]["ports"][0]["targetPort"] == 8080
     kubectl.run("create", "service", "nodeport", "gen-np", "--tcp=80:8080", *ns)
     port = kubectl.run("get", "svc", "gen-np", "-o", "jsonpath={.spec.ports[0].nodePort}", *ns).stdout
-    clash = kubectl.run("create", "service", "nodeport", "gen-np2", "--tcp=80", f"--node-port={port}", *ns,
-                        check=False)  # fmt: skip
+    clash = kubectl.run(
+        "create", "service", "nodeport", "gen-np2", "--tcp=80", f"--node-port={port}", *ns, check=False
+    )
     assert clash.returncode != 0 and "provided port is already allocated" in clash.stderr
     secret = json.loads(kubectl.run("get", "secret", "gen-secret", "-o", "json", *ns).stdout)
     assert secret["data"] == {"p": "cQ=="} and secret["type"] == "Opaque"
+
+
+def test_seed_expose_command(kubectl: Kubectl, namespace: str, tmp_path: Path) -> None:
+    """The seeds' `kubectl expose svc web --type=LoadBalancer ... --external-ip=192.168.1.2 --name=web-lb`."""
+    kubectl.run("apply", "-n", namespace, "-f", _manifest(tmp_path, SERVICE))
+    kubectl.run(
+        "expose",
+        "svc",
+        "web",
+        "-n",
+        namespace,
+        "--type=LoadBalancer",
+        "--port=80",
+        "--target-port=8080",
+        "--external-ip=192.168.1.2",
+        "--name=web-lb",
+    )
+    svc = json.loads(kubectl.run("get", "svc", "web-lb", "-n", namespace, "-o", "json").stdout)
+    spec = svc["spec"]
+    assert spec["type"] == "LoadBalancer" and spec["externalIPs"] == ["192.168.1.2"]
+    assert spec["selector"] == {"app": "web"}
+    assert spec["ports"][0]["port"] == 80 and spec["ports"][0]["targetPort"] == 8080
+    assert 30000 <= spec["ports"][0]["nodePort"] <= 32767
+    described = kubectl.run("describe", "svc", "web-lb", "-n", namespace).stdout
+    assert "192.168.1.2" in described
