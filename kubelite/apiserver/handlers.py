@@ -442,9 +442,10 @@ class ResourceHandler:
         sent_rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
 
         def apply_scale(current: Obj) -> Obj:
-            if sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
-                raise errors.stale_conflict(rt.group, rt.plural, name)
-            return with_replicas(current, body)
+            scaled = with_replicas(current, body)
+            if sent_rv:  # Rest.patch turns a resourceVersion the result carries into a precondition
+                scaled["metadata"]["resourceVersion"] = sent_rv
+            return scaled
 
         return to_scale(await self.rest.patch(rt, ns, name, apply_scale, dry_run=dry))
 

@@ -8,7 +8,9 @@ that sent a resourceVersion gets 409 Conflict when it is stale, one that did not
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +38,17 @@ from kubelite.store.interface import (
 
 Obj = dict[str, Any]
 _RETRIES = 16
+# A write without a client precondition is retried until it lands, as kube-apiserver's
+# GuaranteedUpdate does; under heavy contention on one object that can take many rounds.
+_CAS_RETRIES = 500
+
+
+async def _after_lost_race(attempt: int) -> None:
+    """A short jittered pause once an object is contended, so the writers spread out."""
+    if attempt >= 2:
+        await asyncio.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
+
+
 _SERVER_SET_METADATA = (
     "uid",
     "creationTimestamp",
@@ -231,7 +244,8 @@ class Rest:
         md["name"] = name
         self._set_namespace(rt, md, namespace)
         strategy = self.strategies[rt]
-        for _ in range(_RETRIES):
+        for attempt in range(_CAS_RETRIES):
+            await _after_lost_race(attempt)
             kv = await self.objects.get_kv(rt, namespace, name)
             if kv is None:
                 if strategy.allow_create_on_update and not subresource:
@@ -259,12 +273,16 @@ class Rest:
         dry_run: bool = False,
     ) -> Obj:
         """PATCH: ``apply_patch(current) -> new`` is run on the latest object, retried on conflict."""
-        for _ in range(_RETRIES):
+        for attempt in range(_CAS_RETRIES):
+            await _after_lost_race(attempt)
             kv = await self.objects.get_kv(rt, namespace, name)
             if kv is None:
                 raise errors.not_found(rt.group, rt.plural, name)
+            # The patch sees the object without its resourceVersion: only a patch that sets one
+            # makes it a precondition (409 when stale); any other is retried on a lost race.
             current = decode(kv)
-            patched = apply_patch(copy.deepcopy(current))
+            del current["metadata"]["resourceVersion"]
+            patched = apply_patch(current)
             if not isinstance(patched, dict) or not isinstance(patched.get("metadata", {}), dict):
                 raise errors.bad_request("the patch produced something that is not an object")
             patched.setdefault("metadata", {})
@@ -353,7 +371,8 @@ class Rest:
         strategy = self.strategies[rt]
         if isinstance(strategy, NamespaceStrategy) and name in UNDELETABLE_NAMESPACES:
             raise errors.forbidden("", "namespaces", name, "this namespace may not be deleted")
-        for _ in range(_RETRIES):
+        for attempt in range(_CAS_RETRIES):
+            await _after_lost_race(attempt)
             kv = await self.objects.get_kv(rt, namespace, name)
             if kv is None:
                 raise errors.not_found(rt.group, rt.plural, name)

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 
 from kubelite.client.interface import ApiClient
 from kubelite.controllers.base import InformerFactory, QueueController
+from kubelite.controllers.daemonset import DaemonSetController
+from kubelite.controllers.deployment import DeploymentController
 from kubelite.controllers.endpoints import (
     EndpointsController,
     EndpointSliceController,
     EndpointSliceMirroringController,
 )
 from kubelite.controllers.garbagecollector import GarbageCollector
+from kubelite.controllers.replicaset import ReplicaSetController
 
 log = logging.getLogger("kubelite.controllers")
 
@@ -42,6 +45,9 @@ def builtin_factories() -> dict[str, ControllerFactory]:
         "endpointslice": lambda c, i, _o: EndpointSliceController(c, i),
         "endpointslicemirroring": lambda c, i, _o: EndpointSliceMirroringController(c, i),
         "garbagecollector": lambda c, i, _o: GarbageCollector(c, i),
+        "replicaset": ReplicaSetController,
+        "deployment": DeploymentController,
+        "daemonset": DaemonSetController,
     }
 
 
