@@ -324,6 +324,11 @@ class Rest:
         nmd["resourceVersion"] = omd["resourceVersion"]
         if subresource == "status":
             strategy.prepare_for_status_update(new, old)
+        elif subresource == "binding":
+            # A binding sets spec.nodeName and the PodScheduled condition together.
+            bound_status = new.get("status")
+            strategy.prepare_for_update(new, old)
+            new["status"] = bound_status
         else:
             strategy.prepare_for_update(new, old)
         causes = strategy.validate_update(new, old)

@@ -399,6 +399,11 @@ class HttpClient:
             "PATCH", resource_path(rt, namespace, name, subresource), body=patch, content_type=content_type
         )
 
+    async def create_subresource(
+        self, rt: ResourceType, namespace: str | None, name: str, subresource: str, obj: Obj
+    ) -> Obj:
+        return await self._request("POST", resource_path(rt, namespace, name, subresource), body=obj)
+
     async def delete(
         self,
         rt: ResourceType,

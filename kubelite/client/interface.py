@@ -107,4 +107,10 @@ class ApiClient(Protocol):
         """The object as deleted (or as marked for deletion), or StatusError(404)."""
         ...
 
+    async def create_subresource(
+        self, rt: ResourceType, namespace: str | None, name: str, subresource: str, obj: Obj
+    ) -> Obj:
+        """POST to one object's subresource (``pods/binding``); the server's answer."""
+        ...
+
     async def close(self) -> None: ...

@@ -18,6 +18,8 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
+from multidict import MultiDict
+
 from kubelite.api import errors
 from kubelite.api.patch import PatchError, json_merge_patch, json_patch, strategic_merge_patch
 from kubelite.api.patchmeta import definition_for_kind
@@ -191,6 +193,15 @@ class LocalClient:
             conv.stored, scope, name, conv.patch(apply_patch), subresource=subresource
         )
         return _out(conv.outbound(patched))
+
+    async def create_subresource(
+        self, rt: ResourceType, namespace: str | None, name: str, subresource: str, obj: Obj
+    ) -> Obj:
+        scope = _scope(rt, namespace, name)
+        _check(rt, "create", subresource)
+        if subresource != "binding":
+            raise errors.method_not_allowed()
+        return _out(await self._handler.bind(scope, name, clone(obj), MultiDict()))
 
     async def delete(
         self,

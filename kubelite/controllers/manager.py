@@ -21,7 +21,10 @@ from kubelite.controllers.endpoints import (
     EndpointSliceMirroringController,
 )
 from kubelite.controllers.garbagecollector import GarbageCollector
+from kubelite.controllers.loadbalancer import LoadBalancerController
+from kubelite.controllers.nodeipam import NodeIpamController
 from kubelite.controllers.replicaset import ReplicaSetController
+from kubelite.scheduler.controller import SchedulerController
 
 log = logging.getLogger("kubelite.controllers")
 
@@ -48,6 +51,9 @@ def builtin_factories() -> dict[str, ControllerFactory]:
         "replicaset": ReplicaSetController,
         "deployment": DeploymentController,
         "daemonset": DaemonSetController,
+        "nodeipam": NodeIpamController,
+        "loadbalancer": LoadBalancerController,
+        "scheduler": SchedulerController,
     }
 
 

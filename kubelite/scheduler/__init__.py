@@ -8,6 +8,6 @@ Layout (one module per concern; the first two are pure and tested without a clus
     scoring.py      the score plugins (taints, spreading, preferred affinity, least pods),
                     ``score_nodes`` and ``schedule`` -> ``Decision``
 
-The loop that watches pods and nodes and writes Bindings and events sits on top of these and
-only turns a ``Decision`` into API calls. See README.md for the design and its trade-offs.
+    controller.py   SchedulerController: watches pods and nodes, turns each ``Decision`` into a
+                    Binding (pods/binding) or a FailedScheduling event and PodScheduled=False See README.md for the design and its trade-offs.
 """

@@ -34,7 +34,7 @@ from typing import Any, TypeVar, cast
 from kubelite.api.errors import StatusError
 from kubelite.api.meta import format_time, now
 from kubelite.api.resources import INDEX
-from kubelite.client.http import HttpClient, resource_path
+from kubelite.client.http import HttpClient
 from kubelite.client.informer import Informer
 from kubelite.client.workqueue import WorkQueue, run_workers
 from kubelite.controllers.daemonset_model import default_fits
@@ -81,7 +81,7 @@ def fake_nodes(count: int, *, control_plane: bool = False, prefix: str = "fake-n
 
 
 class _KubeletClient(HttpClient):
-    """HttpClient plus the one call the ApiClient contract lacks: POST pods/<name>/binding."""
+    """HttpClient with a pod-binding shorthand (the stand-in scheduler's only write)."""
 
     async def bind(self, namespace: str, name: str, uid: str, node: str) -> None:
         body = {
@@ -90,7 +90,7 @@ class _KubeletClient(HttpClient):
             "metadata": {"name": name, "namespace": namespace, "uid": uid},
             "target": {"apiVersion": "v1", "kind": "Node", "name": node},
         }
-        await self._request("POST", resource_path(PODS, namespace, name, "binding"), body=body)
+        await self.create_subresource(PODS, namespace, name, "binding", body)
 
 
 class FakeKubelet:
