@@ -9,5 +9,7 @@ Layout (one module per concern; the first two are pure and tested without a clus
                     ``score_nodes`` and ``schedule`` -> ``Decision``
 
     controller.py   SchedulerController: watches pods and nodes, turns each ``Decision`` into a
-                    Binding (pods/binding) or a FailedScheduling event and PodScheduled=False See README.md for the design and its trade-offs.
+                    Binding (pods/binding) or a FailedScheduling event and PodScheduled=False
+
+See README.md for the design and its trade-offs.
 """
