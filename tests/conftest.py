@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,3 +312,15 @@ def http(server: ServerProcess) -> Iterator[Http]:
         yield h
     finally:
         h.close()
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` and the last result."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {last!r}")

@@ -7,23 +7,11 @@ status subresource, exactly as the agent will.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
-from conftest import Http
+from conftest import Http, wait_for
 
 SLICE_LABEL = "kubernetes.io/service-name"
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
 
 
 def make_pod(

@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
-from conftest import Http
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last saw {last!r}")
+from conftest import Http, wait_for
 
 
 def cm(http: Http, ns: str, name: str, owners: list[dict[str, Any]] | None = None) -> dict[str, Any]:

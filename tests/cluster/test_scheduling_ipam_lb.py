@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from conftest import Http, Kubectl, ServerProcess, kubectl_path
+from conftest import wait_for as _wait_for
 
 from kubelite.api.errors import StatusError
 from kubelite.apiserver.server import RunningServer, ServerOptions
@@ -49,14 +50,7 @@ WAIT = 10.0
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {last!r}")
+    return _wait_for(what, probe, timeout)
 
 
 class BackgroundControllers:

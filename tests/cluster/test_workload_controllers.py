@@ -18,12 +18,12 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import Http, Kubectl, ServerProcess
+from conftest import Http, Kubectl, ServerProcess, wait_for
 from fakekubelet import FakeKubelet, LoopThread, fake_nodes
 
 from kubelite.client.http import HttpClient
@@ -38,17 +38,6 @@ Obj = dict[str, Any]
 NODES = fake_nodes(3, control_plane=True, prefix="wl")
 WORKERS = {n.name for n in NODES if not n.taints}
 ROLLOUT_TIMEOUT = "30s"
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {last!r}")
 
 
 # --- the cluster ---------------------------------------------------------------------------------
