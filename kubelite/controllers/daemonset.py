@@ -24,23 +24,18 @@ from kubelite.controllers.base import InformerFactory, QueueController, object_k
 from kubelite.controllers.daemonset_model import daemonset_plan
 from kubelite.controllers.replicaset import (
     PODS,
+    ChildEvents,
     Expectations,
     PodManagementError,
     adopt,
     create_pods,
     delete_pods,
-    is_deleting,
-    labels_of,
-    owner_key,
     release,
-    resource_version,
     retry_if_stale,
-    selecting,
     still_adoptable,
     uid_of,
     write_status,
 )
-from kubelite.controllers.workloads_model import controller_uid
 
 if TYPE_CHECKING:
     from kubelite.controllers.manager import ControllerOptions
@@ -63,7 +58,8 @@ class DaemonSetController(QueueController):
         self.nodes = informers.informer(NODES)
         self.expectations = Expectations()
         self.daemonsets.add_handler(self.enqueue, lambda _old, new: self.enqueue(new), self._ds_deleted)
-        self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.pod_events = ChildEvents(self.daemonsets, "DaemonSet", self.queue, self.expectations)
+        self.pods.add_handler(self.pod_events.added, self.pod_events.updated, self.pod_events.deleted)
         self.nodes.add_handler(self._node_changed, self._node_updated, self._node_changed)
 
     # --- events → keys ---
@@ -71,44 +67,6 @@ class DaemonSetController(QueueController):
     def _ds_deleted(self, ds: Obj) -> None:
         self.expectations.forget(object_key(ds))
         self.enqueue(ds)
-
-    def _owner_key(self, pod: Obj) -> str | None:
-        return owner_key(self.daemonsets, pod, "DaemonSet")
-
-    def _pod_added(self, pod: Obj) -> None:
-        if is_deleting(pod):
-            self._pod_deleted(pod)
-            return
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.created(key)
-            self.queue.add(key)
-        elif controller_uid(pod) is None:
-            for ds in selecting(self.daemonsets, pod):
-                self.enqueue(ds)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        if resource_version(old) == resource_version(new):
-            return
-        if is_deleting(new):
-            self._pod_deleted(new)
-            return
-        old_key, new_key = self._owner_key(old), self._owner_key(new)
-        if old_key is not None and old_key != new_key:
-            self.queue.add(old_key)
-        if new_key is not None:
-            self.queue.add(new_key)
-        elif controller_uid(new) is None and (
-            labels_of(old) != labels_of(new) or controller_uid(old) is not None
-        ):
-            for ds in selecting(self.daemonsets, new):
-                self.enqueue(ds)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.deleted(key, uid_of(pod))
-            self.queue.add(key)
 
     def _node_changed(self, _node: Obj) -> None:
         for ds in self.daemonsets.list():

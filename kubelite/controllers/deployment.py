@@ -28,16 +28,14 @@ from kubelite.controllers.deployment_model import DeploymentPlan, deployment_pla
 from kubelite.controllers.replicaset import (
     PODS,
     REPLICASETS,
+    ChildEvents,
     adopt,
-    is_deleting,
-    labels_of,
     namespace_of,
     owner_key,
     owner_selector,
     release,
     resource_version,
     retry_if_stale,
-    selecting,
     still_adoptable,
     write_status,
 )
@@ -46,7 +44,6 @@ from kubelite.controllers.workloads_model import (
     InvalidSpecError,
     OwnerInfo,
     claim,
-    controller_uid,
     object_name,
     spec_replicas,
 )
@@ -71,43 +68,14 @@ class DeploymentController(QueueController):
         self.replicasets = informers.informer(REPLICASETS)
         self.pods = informers.informer(PODS)
         self.deployments.add_handler(self.enqueue, lambda _old, new: self.enqueue(new), self.enqueue)
-        self.replicasets.add_handler(self._rs_added, self._rs_updated, self._rs_deleted)
+        self.rs_events = ChildEvents(self.deployments, "Deployment", self.queue)
+        self.replicasets.add_handler(self.rs_events.added, self.rs_events.updated, self.rs_events.deleted)
         self.pods.add_handler(None, None, self._pod_deleted)
 
     # --- events → keys ---
 
     def _owner_key(self, rs: Obj) -> str | None:
         return owner_key(self.deployments, rs, "Deployment")
-
-    def _rs_added(self, rs: Obj) -> None:
-        if is_deleting(rs):
-            self._rs_deleted(rs)
-            return
-        key = self._owner_key(rs)
-        if key is not None:
-            self.queue.add(key)
-        elif controller_uid(rs) is None:
-            for deploy in selecting(self.deployments, rs):
-                self.enqueue(deploy)
-
-    def _rs_updated(self, old: Obj, new: Obj) -> None:
-        if resource_version(old) == resource_version(new):
-            return
-        old_key, new_key = self._owner_key(old), self._owner_key(new)
-        if old_key is not None and old_key != new_key:
-            self.queue.add(old_key)
-        if new_key is not None:
-            self.queue.add(new_key)
-        elif controller_uid(new) is None and (
-            labels_of(old) != labels_of(new) or controller_uid(old) is not None
-        ):
-            for deploy in selecting(self.deployments, new):
-                self.enqueue(deploy)
-
-    def _rs_deleted(self, rs: Obj) -> None:
-        key = self._owner_key(rs)
-        if key is not None:
-            self.queue.add(key)
 
     def _pod_deleted(self, pod: Obj) -> None:
         """A Recreate rollout starts the new ReplicaSet once every old pod is gone."""

@@ -31,6 +31,7 @@ from kubelite.api.resources import INDEX, ResourceType
 from kubelite.api.selectors import Selector, SelectorError, selector_from_label_selector
 from kubelite.client.informer import Informer
 from kubelite.client.interface import ApiClient
+from kubelite.client.workqueue import WorkQueue
 from kubelite.controllers.base import InformerFactory, QueueController, object_key, split_key
 from kubelite.controllers.events import EventRecorder
 from kubelite.controllers.replicaset_model import replicaset_diff, replicaset_status
@@ -115,6 +116,65 @@ class Expectations:
 # --- the controller -------------------------------------------------------------------------------
 
 
+class ChildEvents:
+    """Maps events of owned objects (pods, ReplicaSets) to the key of their controller.
+
+    A child with a controller owner of ``kind`` enqueues that owner; a released child also
+    enqueues its former owner (it must be replaced); an orphan is offered to every owner whose
+    selector matches it, for adoption. With ``expectations``, adds and deletes are counted off.
+    """
+
+    def __init__(self, owners: Informer, kind: str, queue: WorkQueue[str],
+                 expectations: Expectations | None = None) -> None:  # fmt: skip
+        self._owners = owners
+        self._kind = kind
+        self._queue = queue
+        self._expectations = expectations
+
+    def owner_of(self, child: Obj) -> str | None:
+        return owner_key(self._owners, child, self._kind)
+
+    def added(self, child: Obj) -> None:
+        if is_deleting(child):
+            self.deleted(child)  # seen for the first time already going: count it as gone
+            return
+        key = self.owner_of(child)
+        if key is not None:
+            if self._expectations is not None:
+                self._expectations.created(key)
+            self._queue.add(key)
+        elif controller_uid(child) is None:
+            self._offer(child)
+
+    def updated(self, old: Obj, new: Obj) -> None:
+        if resource_version(old) == resource_version(new):
+            return
+        labels_changed = labels_of(old) != labels_of(new)
+        if is_deleting(new):
+            self.deleted(new)
+            if labels_changed:
+                self.deleted(old)
+            return
+        old_key, new_key = self.owner_of(old), self.owner_of(new)
+        if old_key is not None and old_key != new_key:
+            self._queue.add(old_key)  # released: its old owner must replace it
+        if new_key is not None:
+            self._queue.add(new_key)
+        elif controller_uid(new) is None and (labels_changed or controller_uid(old) is not None):
+            self._offer(new)
+
+    def deleted(self, child: Obj) -> None:
+        key = self.owner_of(child)
+        if key is not None:
+            if self._expectations is not None:
+                self._expectations.deleted(key, uid_of(child))
+            self._queue.add(key)
+
+    def _offer(self, orphan: Obj) -> None:
+        for owner in selecting(self._owners, orphan):
+            self._queue.add(object_key(owner))
+
+
 class ReplicaSetController(QueueController):
     name = "replicaset-controller"
     workers = 4
@@ -127,55 +187,14 @@ class ReplicaSetController(QueueController):
         self.pods = informers.informer(PODS)
         self.expectations = Expectations()
         self.replicasets.add_handler(self.enqueue, lambda _old, new: self.enqueue(new), self._rs_deleted)
-        self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.pod_events = ChildEvents(self.replicasets, "ReplicaSet", self.queue, self.expectations)
+        self.pods.add_handler(self.pod_events.added, self.pod_events.updated, self.pod_events.deleted)
 
     # --- events → keys ---
 
     def _rs_deleted(self, rs: Obj) -> None:
         self.expectations.forget(object_key(rs))
         self.enqueue(rs)
-
-    def _owner_key(self, pod: Obj) -> str | None:
-        return owner_key(self.replicasets, pod, "ReplicaSet")
-
-    def _pod_added(self, pod: Obj) -> None:
-        if is_deleting(pod):
-            self._pod_deleted(pod)  # seen for the first time already going: count it as gone
-            return
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.created(key)
-            self.queue.add(key)
-        elif controller_uid(pod) is None:
-            self._enqueue_selecting(pod)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        if resource_version(old) == resource_version(new):
-            return
-        labels_changed = labels_of(old) != labels_of(new)
-        if is_deleting(new):
-            self._pod_deleted(new)
-            if labels_changed:
-                self._pod_deleted(old)
-            return
-        old_key, new_key = self._owner_key(old), self._owner_key(new)
-        if old_key is not None and old_key != new_key:
-            self.queue.add(old_key)  # released: its old owner must replace it
-        if new_key is not None:
-            self.queue.add(new_key)
-        elif controller_uid(new) is None and (labels_changed or controller_uid(old) is not None):
-            self._enqueue_selecting(new)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.deleted(key, uid_of(pod))
-            self.queue.add(key)
-
-    def _enqueue_selecting(self, pod: Obj) -> None:
-        """An orphan: every ReplicaSet that could adopt it looks at it."""
-        for rs in selecting(self.replicasets, pod):
-            self.enqueue(rs)
 
     # --- sync ---
 
