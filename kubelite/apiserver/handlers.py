@@ -13,7 +13,7 @@ import asyncio
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
@@ -397,33 +397,13 @@ class ResourceHandler:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             raise errors.bad_request(f"the patch is not valid JSON: {e}") from None
-        definition = (
-            definition_for_kind("autoscaling/v1", "Scale")
-            if sub == "scale"
-            else definition_for_kind(rt.api_version, rt.kind)
-        )
+        apply_patch = patcher(rt, sub, _PATCH_KINDS[ctype], doc)
 
         def apply(current: Obj) -> Obj:
             patched = apply_patch(current)
             if not sub:
                 warnings[:] = self.check_fields(request.query, rt, patched)
             return patched
-
-        def apply_patch(current: Obj) -> Obj:
-            try:
-                if ctype == "application/json-patch+json":
-                    if not isinstance(doc, list):
-                        raise errors.bad_request("a JSON patch must be a list of operations")
-                    return _as_object(json_patch(current, doc))
-                if not isinstance(doc, dict):
-                    raise errors.bad_request("a merge patch must be a JSON object")
-                if ctype == "application/merge-patch+json":
-                    return _as_object(json_merge_patch(current, doc))
-                return strategic_merge_patch(current, doc, definition)
-            except PatchError as e:
-                if e.code == 400:
-                    raise errors.bad_request(e.message) from None
-                raise errors.StatusError(422, "Invalid", e.message) from None
 
         dry = dry_run(request.query)
         if sub == "scale":
@@ -493,6 +473,42 @@ class ResourceHandler:
 
         await self.rest.patch(rt, ns, name, apply, subresource="binding", dry_run=dry_run(query))
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+PatchKind = Literal["merge", "strategic", "json"]
+_PATCH_KINDS: dict[str, PatchKind] = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+}
+
+
+def patcher(rt: ResourceType, subresource: str, kind: PatchKind, doc: Any) -> Callable[[Obj], Obj]:
+    """``current -> patched`` for one patch document; 400 for a malformed patch, 422 for one
+    that does not apply. Shared by the HTTP handler and the in-process client."""
+    definition = (
+        definition_for_kind("autoscaling/v1", "Scale")
+        if subresource == "scale"
+        else definition_for_kind(rt.api_version, rt.kind)
+    )
+
+    def apply(current: Obj) -> Obj:
+        try:
+            if kind == "json":
+                if not isinstance(doc, list):
+                    raise errors.bad_request("a JSON patch must be a list of operations")
+                return _as_object(json_patch(current, doc))
+            if not isinstance(doc, dict):
+                raise errors.bad_request("a merge patch must be a JSON object")
+            if kind == "merge":
+                return _as_object(json_merge_patch(current, doc))
+            return strategic_merge_patch(current, doc, definition)
+        except PatchError as e:
+            if e.code == 400:
+                raise errors.bad_request(e.message) from None
+            raise errors.StatusError(422, "Invalid", e.message) from None
+
+    return apply
 
 
 def _as_object(value: object) -> Obj:

@@ -14,20 +14,19 @@ callers may mutate what they pass and what they get.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from multidict import MultiDict
 
 from kubelite.api import errors
-from kubelite.api.patch import PatchError, json_merge_patch, json_patch, strategic_merge_patch
-from kubelite.api.patchmeta import definition_for_kind
 from kubelite.api.resources import ResourceType
 from kubelite.apiserver import watch as apiwatch
 from kubelite.apiserver.handlers import (
     ResourceHandler,
     conversion_for,
+    patcher,
     selector_filter,
     to_scale,
     with_replicas,
@@ -181,7 +180,7 @@ class LocalClient:
             raise ValueError(f"patch_type {patch_type!r}: use one of {', '.join(_PATCH_TYPES)}")
         scope = _scope(rt, namespace, name)
         _check(rt, "patch", subresource)
-        apply_patch = _patcher(rt, subresource, patch_type, clone({"patch": patch})["patch"])
+        apply_patch = patcher(rt, subresource, patch_type, clone({"patch": patch})["patch"])
         if subresource == "scale":
 
             def apply_scale(current: Obj) -> Obj:
@@ -234,33 +233,6 @@ def _out(obj: Any) -> Obj:
     # Write results may be held by a strategy's after_commit hook: hand out a copy.
     copied: Obj = clone(obj)
     return copied
-
-
-def _patcher(rt: ResourceType, subresource: str, patch_type: PatchType, doc: Any) -> Callable[[Obj], Obj]:
-    """``current -> patched`` for one patch document, with the errors the HTTP handler gives."""
-    definition = (
-        definition_for_kind("autoscaling/v1", "Scale")
-        if subresource == "scale"
-        else definition_for_kind(rt.api_version, rt.kind)
-    )
-
-    def apply(current: Obj) -> Obj:
-        try:
-            if patch_type == "json":
-                if not isinstance(doc, list):
-                    raise errors.bad_request("a JSON patch must be a list of operations")
-                return _as_object(json_patch(current, doc))
-            if not isinstance(doc, dict):
-                raise errors.bad_request("a merge patch must be a JSON object")
-            if patch_type == "merge":
-                return _as_object(json_merge_patch(current, doc))
-            return strategic_merge_patch(current, doc, definition)
-        except PatchError as e:
-            if e.code == 400:
-                raise errors.bad_request(e.message) from None
-            raise errors.StatusError(422, "Invalid", e.message) from None
-
-    return apply
 
 
 def _as_object(value: object) -> Obj:
