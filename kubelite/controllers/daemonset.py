@@ -22,7 +22,7 @@ from kubelite.api.resources import INDEX
 from kubelite.client.interface import ApiClient
 from kubelite.controllers.base import InformerFactory, QueueController, object_key, split_key
 from kubelite.controllers.daemonset_model import daemonset_plan
-from kubelite.controllers.replicaset import (
+from kubelite.controllers.podcontrol import (
     PODS,
     ChildEvents,
     Expectations,

@@ -25,7 +25,7 @@ from kubelite.api.resources import INDEX
 from kubelite.client.interface import ApiClient
 from kubelite.controllers.base import InformerFactory, QueueController, object_key, split_key
 from kubelite.controllers.deployment_model import DeploymentPlan, deployment_plan, hash_collision
-from kubelite.controllers.replicaset import (
+from kubelite.controllers.podcontrol import (
     PODS,
     REPLICASETS,
     ChildEvents,
