@@ -1,0 +1,13 @@
+"""The only code in kubelite that touches the kernel.
+
+Layout (one module per tool; every runner is an async ``typing.Protocol`` with a real
+implementation that starts the tool and a fake that records what it was asked to do):
+
+- ``ip``        links, addresses, routes and network namespaces through iproute2 (``ip -batch``,
+                ``ip -j``): :class:`~kubelite.host.ip.IpRunner`, ``RealIp``, ``FakeIp`` and pure
+                command builders.
+
+Planned, same pattern: ``nft`` (``nft -f -``), ``iptables`` (``iptables-restore``), ``conntrack``,
+``sysctl``. Code elsewhere computes *what* the rules should be (pure, tested without root) and hands
+command lines to a runner from this package.
+"""
