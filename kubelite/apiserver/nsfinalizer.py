@@ -76,7 +76,8 @@ class NamespaceFinalizer:
 
     async def _finalize(self, name: str) -> None:
         rest = self._rest
-        namespaced = [rt for rt in rest.strategies if rt.namespaced]
+        # Older served versions (v1beta1 Ingress) share their kind's storage: list each kind once.
+        namespaced = [rt for rt in rest.strategies if rt.namespaced and not rt.stored_as]
         while True:
             remaining = 0
             for rt in namespaced:

@@ -27,17 +27,11 @@ class RequestInfo:
     """Path parts after the subresource (used by proxy: /proxy/some/path)."""
     legacy_watch: bool = False
 
-    @property
-    def parts_after_prefix(self) -> int:
-        return len([p for p in (self.resource, self.name, self.subresource) if p])
-
 
 def parse_request_path(path: str) -> RequestInfo:
     """Split ``path`` into a RequestInfo; ``is_resource`` is False for discovery and other paths."""
     raw = path.split("?", 1)[0]
-    parts = [p for p in raw.strip("/").split("/")]
-    if parts and parts[-1] == "" and len(parts) > 0:
-        parts = parts[:-1]
+    parts = raw.strip("/").split("/")
     if not parts or parts[0] not in ("api", "apis"):
         return RequestInfo(False, raw)
     if parts[0] == "api":

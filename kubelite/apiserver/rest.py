@@ -71,11 +71,11 @@ class DeleteOptions:
     dry_run: bool = False
 
 
-def check_type_meta(obj: Any, rt: ResourceType, *, scale: bool = False) -> Obj:
+def check_type_meta(obj: Any, rt: ResourceType) -> Obj:
     """The body must be an object of the endpoint's kind; 400 with kube-apiserver's wording otherwise."""
     if not isinstance(obj, dict):
         raise errors.bad_request("the request body must be a JSON or YAML object")
-    expected_version, expected_kind = ("autoscaling/v1", "Scale") if scale else (rt.api_version, rt.kind)
+    expected_version, expected_kind = rt.api_version, rt.kind
     kind = obj.get("kind")
     api_version = obj.get("apiVersion")
     if kind is None and api_version is None:

@@ -27,8 +27,9 @@ from kubelite.apiserver.objects import ObjectStore
 from kubelite.apiserver.registry import RegistryConfig, RegistryContext, strategy_for
 from kubelite.apiserver.repair import AllocationRepair
 from kubelite.apiserver.rest import Rest
+from kubelite.store.base import AutoCompactor
 from kubelite.store.factory import open_storage
-from kubelite.store.interface import Storage
+from kubelite.store.interface import Storage, StoreError
 
 if TYPE_CHECKING:
     from kubelite.controllers.manager import ControllerManager
@@ -158,15 +159,14 @@ class RunningServer:
         log.info("kubelite API server ready at %s (kubeconfig: %s)", self.url, self.kubeconfig_path)
 
     async def _compact_loop(self) -> None:
-        """Keep history for a few minutes (watch resumption), like kube-apiserver's 5-minute compaction."""
-        previous = 0
+        """Keep history for one interval (watch resumption), like kube-apiserver's 5-minute compaction."""
+        compactor = AutoCompactor(self._storage, keep_revisions=0, min_age=self.opts.compaction_interval)
         while True:
             await asyncio.sleep(self.opts.compaction_interval)
-            current = await self._storage.current_revision()
-            if previous:
-                with contextlib.suppress(Exception):
-                    await self._storage.compact(previous)
-            previous = current
+            try:
+                await compactor.tick()
+            except StoreError:
+                log.exception("compaction failed; trying again in %.0f s", self.opts.compaction_interval)
 
     async def stop(self) -> None:
         if self._controllers is not None:
