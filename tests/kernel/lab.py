@@ -4,7 +4,9 @@ Every namespace is named ``kltest-<pid>-<n>`` and tracked; teardown kills every 
 started (by PID) and deletes every namespace it made, which also removes the links, veths (both
 ends), addresses and routes inside them. Nothing is ever created in the root network namespace.
 
-Use the ``lab`` fixture (``from lab import lab_fixture  # noqa: F401``), or ``async with Lab() as lab:``.
+Use the ``lab`` fixture (``from lab import lab_fixture, root_unchanged  # noqa: F401``; ``root_unchanged``
+is autouse and asserts the root namespace's links, addresses, routes and rules are untouched),
+or ``async with Lab() as lab:``.
 Deliberately not a ``conftest.py``: that would shadow the top-level ``conftest`` module.
 """
 
@@ -13,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -119,3 +123,50 @@ async def lab_fixture() -> AsyncIterator[Lab]:
         pytest.skip(reason)
     async with Lab() as the_lab:
         yield the_lab
+
+
+_OTHER_RUN = re.compile(r"^kltest-(\d+)-")
+
+
+def _ip_json(*args: str) -> Any:
+    out = subprocess.run(["ip", "-j", *args], check=True, capture_output=True, text=True, timeout=10).stdout
+    return json.loads(out) if out.strip() else []
+
+
+def _netns_names() -> list[str]:
+    names = [str(n["name"]) for n in _ip_json("netns", "list")]
+    # Another run of this suite (a different PID) may add or remove its own namespaces concurrently.
+    return sorted(n for n in names if not ((m := _OTHER_RUN.match(n)) and int(m.group(1)) != os.getpid()))
+
+
+def _root_snapshot() -> dict[str, Any]:
+    links = [
+        {k: link.get(k) for k in ("ifindex", "ifname", "flags", "mtu", "master", "address", "link_type")}
+        for link in _ip_json("link", "show")
+    ]
+    addrs = [
+        (a.get("ifname"), [(i.get("local"), i.get("prefixlen")) for i in a.get("addr_info", [])])
+        for a in _ip_json("addr", "show")
+    ]
+    return {
+        "netns": _netns_names(),
+        "links": links,
+        "addresses": addrs,
+        "routes4": _ip_json("route", "show", "table", "all"),
+        "routes6": _ip_json("-6", "route", "show", "table", "all"),
+        "rules": _ip_json("rule", "show"),
+    }
+
+
+@pytest.fixture(autouse=True)
+def root_unchanged() -> Iterator[None]:
+    """Autouse, so it is set up before ``lab`` and checked after the lab's teardown."""
+    if kernel_skip_reason() is not None:
+        yield
+        return
+    before = _root_snapshot()
+    yield
+    after = _root_snapshot()
+    assert not [n for n in after["netns"] if n.startswith(PREFIX)], "a test namespace survived teardown"
+    for key in before:
+        assert after[key] == before[key], f"the root network namespace's {key} changed"
