@@ -52,6 +52,10 @@ class ServerOptions:
     controllers: tuple[str, ...] = ("*",)
     """Controllers to run in this process ("*" all, "-name" without one, () none)."""
     load_balancer_pool: str = ""
+    extra_sockets: tuple[socket.socket, ...] = ()
+    """Listening sockets to serve on as well (``kubelite up``: the host's loopback, from another netns)."""
+    kubeconfig_server: str = ""
+    """The server URL written into ``DATA_DIR/kubeconfig`` (default: the listen address)."""
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -120,7 +124,9 @@ class RunningServer:
         self.rest = rest
         self._finalizer = NamespaceFinalizer(rest)
         rest.on_namespace_terminating = self._finalizer.enqueue
-        creds = ensure_credentials(opts.data_dir, serving_hosts(host))
+        creds = ensure_credentials(
+            opts.data_dir, serving_hosts(host, [opts.advertise_address] if opts.advertise_address else None)
+        )
         state = AppState(rest, creds.tokens, "", bookmark_interval=opts.bookmark_interval)
         # handler_cancellation: a watch whose client went away must not wait forever for an event.
         self._runner = web.AppRunner(
@@ -129,6 +135,8 @@ class RunningServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=creds.ssl_context(), reuse_address=True)
         await site.start()
+        for sock in opts.extra_sockets:
+            await web.SockSite(self._runner, sock, ssl_context=creds.ssl_context()).start()
         bound_port = _bound_port(self._runner) or port
         url_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
         if ":" in url_host and not url_host.startswith("["):
@@ -155,7 +163,7 @@ class RunningServer:
             # Built off the event loop so the first kubectl call does not wait for it.
             self._warm = asyncio.create_task(asyncio.to_thread(state.warm_up))
         state.ready = True
-        write_kubeconfig(self.kubeconfig_path, kubeconfig(creds, self.url))
+        write_kubeconfig(self.kubeconfig_path, kubeconfig(creds, opts.kubeconfig_server or self.url))
         log.info("kubelite API server ready at %s (kubeconfig: %s)", self.url, self.kubeconfig_path)
 
     async def _compact_loop(self) -> None:

@@ -125,7 +125,7 @@ async def lab_fixture() -> AsyncIterator[Lab]:
         yield the_lab
 
 
-_OTHER_RUN = re.compile(r"^kltest-(\d+)-")
+_OTHER_RUN = re.compile(r"^kl(?:test|bench)-(\d+)-")
 
 
 def _ip_json(*args: str) -> Any:
