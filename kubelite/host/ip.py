@@ -271,6 +271,29 @@ class RealIp(_IpBase):
             raise HostCommandError(shown, err, returncode=rc, netns=netns)
         return out
 
+    async def add_netns(self, name: str) -> None:
+        """Like ``ip netns add``; without a process once ``ip`` has set up /run/netns (fork is costly)."""
+        from kubelite.host import netns
+
+        if not netns.in_process_netns_ready():
+            await super().add_netns(name)
+            return
+        try:
+            await netns.add_named_netns(validate_netns(name))
+        except OSError as exc:
+            raise HostCommandError(f"ip netns add {name}", f"cannot create it: {exc}", returncode=1) from None
+
+    async def delete_netns(self, name: str) -> None:
+        from kubelite.host import netns
+
+        if not netns.in_process_netns_ready():
+            await super().delete_netns(name)
+            return
+        try:
+            await netns.delete_named_netns(validate_netns(name))
+        except OSError as exc:
+            raise HostCommandError(f"ip netns del {name}", f"cannot remove it: {exc}", returncode=1) from None
+
 
 @dataclass(frozen=True)
 class IpCall:

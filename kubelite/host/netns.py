@@ -14,8 +14,10 @@ before any other thread exists. Python 3.11 has no ``os.setns``, so libc is call
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import socket
 import threading
@@ -24,7 +26,10 @@ from pathlib import Path
 __all__ = [
     "CLONE_NEWNET",
     "NETNS_RUN_DIR",
+    "add_named_netns",
+    "delete_named_netns",
     "enter_netns",
+    "in_process_netns_ready",
     "netns_path",
     "socket_in_netns",
 ]
@@ -87,3 +92,86 @@ async def socket_in_netns(
     sock = await asyncio.to_thread(_make_socket, path, family, kind)
     sock.setblocking(False)
     return sock
+
+
+# --- named namespaces without a process per call ---------------------------------------------------
+
+_MS_BIND = 4096
+_MNT_DETACH = 2
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _add_named(name: str) -> None:
+    path = NETNS_RUN_DIR / name
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    os.close(fd)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        # unshare(CLONE_NEWNET) moves only this thread; the bind mount keeps the namespace alive
+        # after the thread ends, exactly what `ip netns add` does in its own process.
+        try:
+            libc = _libc()
+            _check(libc.unshare(CLONE_NEWNET), "unshare")
+            _check(libc.mount(b"/proc/thread-self/ns/net", str(path).encode(), None, _MS_BIND, None), "mount")
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=work, name="netns-add", daemon=True)
+    thread.start()
+    thread.join()
+    if errors:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise errors[0]
+
+
+def _delete_named(name: str) -> None:
+    path = NETNS_RUN_DIR / name
+    libc = _libc()
+    if libc.umount2(str(path).encode(), _MNT_DETACH) != 0 and ctypes.get_errno() not in (
+        errno.EINVAL,
+        errno.ENOENT,
+    ):
+        _check(-1, "umount")
+    path.unlink()
+
+
+def in_process_netns_ready() -> bool:
+    """True when ``/run/netns`` is the shared mount point ``ip netns add`` sets up on first use.
+
+    (It is a bind mount of itself, so ``os.path.ismount`` cannot tell; mountinfo can.)
+    """
+    targets = {str(NETNS_RUN_DIR), "/var" + str(NETNS_RUN_DIR)}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if (
+                    len(fields) > 6
+                    and fields[4] in targets
+                    and any(o.startswith("shared:") for o in fields[6:])
+                ):
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+async def add_named_netns(name: str) -> None:
+    """``ip netns add NAME`` without starting ``ip`` (needs :func:`in_process_netns_ready`)."""
+    await asyncio.to_thread(_add_named, name)
+
+
+async def delete_named_netns(name: str) -> None:
+    """``ip netns del NAME`` without starting ``ip``."""
+    await asyncio.to_thread(_delete_named, name)
