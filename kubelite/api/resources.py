@@ -102,7 +102,7 @@ RESOURCES: tuple[ResourceType, ...] = (
         sub=("status",),
         verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
     ),
-    _r("", "v1", "Node", "nodes", namespaced=False, short=("no",), sub=("status",)),
+    _r("", "v1", "Node", "nodes", namespaced=False, short=("no",), sub=("status", "proxy")),
     _r(
         "",
         "v1",
@@ -110,7 +110,7 @@ RESOURCES: tuple[ResourceType, ...] = (
         "pods",
         short=("po",),
         cats=("all",),
-        sub=("status", "log", "exec", "portforward", "proxy", "binding"),
+        sub=("status", "log", "exec", "attach", "portforward", "proxy", "binding"),
     ),
     _r(
         "",

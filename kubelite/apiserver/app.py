@@ -21,7 +21,7 @@ from aiohttp import web
 from kubelite.api import errors
 from kubelite.api.patchmeta import openapi_patch_extensions
 from kubelite.api.resources import INDEX, ResourceIndex
-from kubelite.apiserver import codec, discovery
+from kubelite.apiserver import codec, discovery, nodeproxy
 from kubelite.apiserver.fieldvalidation import FieldValidator
 from kubelite.apiserver.handlers import ResourceHandler
 from kubelite.apiserver.openapi import OpenAPIDocuments
@@ -118,6 +118,7 @@ def build_app(state: AppState) -> web.Application:
         return _discovery(state, request)
 
     app = web.Application(middlewares=[guard], client_max_size=codec.MAX_REQUEST_BODY + 1)
+    nodeproxy.install(app, state.rest, token=next(iter(state.tokens), ""))  # the first token is the admin's
 
     async def on_shutdown(_: web.Application) -> None:
         resources.stop_watches()

@@ -25,7 +25,7 @@ from kubelite.api.patch import PatchError, json_merge_patch, json_patch, strateg
 from kubelite.api.patchmeta import definition_for_kind
 from kubelite.api.resources import INDEX, ResourceType
 from kubelite.api.selectors import SelectorError, parse_selector
-from kubelite.apiserver import codec, fieldvalidation, watch
+from kubelite.apiserver import codec, fieldvalidation, nodeproxy, watch
 from kubelite.apiserver.codec import ResponseFormat
 from kubelite.apiserver.fieldvalidation import FieldValidator
 from kubelite.apiserver.requestinfo import RequestInfo
@@ -224,13 +224,8 @@ class ResourceHandler:
             raise errors.method_not_allowed()
         if sub and sub not in rt.subresources and not (rt.kind == "Namespace" and sub == "finalize"):
             raise errors.StatusError(404, "NotFound", "the server could not find the requested resource")
-        if sub in ("log", "exec", "attach", "portforward", "proxy"):
-            raise errors.StatusError(
-                503,
-                "ServiceUnavailable",
-                f"{rt.plural}/{sub} needs a node agent; this cluster has none running yet "
-                "(start nodes with `kubelite up`)",
-            )
+        if sub in nodeproxy.SUBRESOURCES:
+            return await nodeproxy.serve(request, info, rt)
         if not info.name:
             if method == "GET":
                 if info.legacy_watch or _bool_param(query, "watch"):
