@@ -221,7 +221,9 @@ class HttpClient:
             if self._token:
                 headers["Authorization"] = f"Bearer {self._token}"
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl),
+                # A bounded pool: a burst of requests (a node agent writing 100 pod statuses) queues
+                # on a few kept-alive connections instead of paying a TLS handshake each.
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=24),
                 headers=headers,
                 timeout=self._timeout,
                 trust_env=False,  # an HTTPS_PROXY meant for the internet must not catch the API server

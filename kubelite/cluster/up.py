@@ -148,7 +148,7 @@ async def _wait_ready(
         for node, proc in zip(plan.nodes, agents, strict=True):
             if proc.returncode is not None:
                 raise UpError(f"the agent of {node.name} exited with code {proc.returncode}; see its log")
-        nodes = (await client.list(INDEX["nodes"])).items
+        nodes = (await client.list(INDEX.by_kind[("v1", "Node")])).items
         ready = {
             n["metadata"]["name"]
             for n in nodes
@@ -169,7 +169,6 @@ async def _wait_ready(
 def _summary(opts: UpOptions, plan: UpPlan, port: int) -> str:
     kc = opts.data_dir / "kubeconfig"
     nodes = "\n".join(f"  {n.name:<20} {n.ip:<15} netns {n.name}" for n in plan.nodes)
-    enter = f"ip netns exec {opts.host_netns} " if opts.host_netns else ""
     return (
         f"kubelite is up: {len(plan.nodes)} node(s), {opts.overlay} between nodes, API on 127.0.0.1:{port}\n"
         f"{nodes}\n"
@@ -177,7 +176,7 @@ def _summary(opts: UpOptions, plan: UpPlan, port: int) -> str:
         f"  export KUBECONFIG={kc}\n"
         f"  kubectl get nodes -o wide\n"
         f"  kubectl run web --image=registry.k8s.io/e2e-test-images/agnhost:2.47 -- netexec\n"
-        f"  kubectl get pods -o wide; {enter}curl http://<pod IP>:8080/hostname\n"
+        f"  kubectl get pods -o wide; ip netns exec {plan.nodes[0].name} curl http://<pod IP>:8080/hostname\n"
         f"  ip netns exec {plan.nodes[0].name} ip route   # the node's view: cni0, routes to other nodes\n"
         f"Ctrl-C stops the cluster and removes every namespace, link and process it made."
     )

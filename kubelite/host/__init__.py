@@ -5,12 +5,14 @@ implementation that starts the tool and a fake that records what it was asked to
 
 - ``ip``        links, addresses, routes and network namespaces through iproute2 (``ip -batch``,
                 ``ip -j``): :class:`~kubelite.host.ip.IpRunner`, ``RealIp``, ``FakeIp`` and pure
-                command builders; ``add_netns``/``delete_netns`` without a process once /run/netns is set up.
+                command builders; ``add_netns``/``delete_netns`` need no process once /run/netns
+                is set up.
 - ``nft``       nftables rulesets through ``nft -f -`` (``nsenter --net`` for another namespace):
                 :class:`~kubelite.host.nft.NftRunner`, ``RealNft``, ``FakeNft``.
 - ``netns``     sockets created inside another namespace (``setns`` in a short-lived thread), named
                 namespaces created with ``unshare`` + a bind mount.
 
-Planned, same pattern: ``iptables`` (``iptables-restore``), ``conntrack``, ``sysctl``. Code elsewhere computes *what* the rules should be (pure, tested without root) and hands
-command lines to a runner from this package.
+Planned, same pattern: ``iptables`` (``iptables-restore``), ``conntrack``, ``sysctl``. Code
+elsewhere computes *what* the rules should be (pure, tested without root) and hands command lines
+to a runner from this package.
 """
