@@ -428,6 +428,26 @@ def test_delete_pod_runs_graceful_termination_and_frees_the_netns(
         "the pod's netns to go",
         lambda: not [n for n in host_netns_names() if n.startswith(cluster.node_name(1) + "-")],
     )
+    # A container that ignores SIGTERM is killed when its grace period ends.
+    _apply(
+        kubectl,
+        textwrap.dedent(
+            """\
+            apiVersion: v1
+            kind: Pod
+            metadata: {name: stubborn}
+            spec:
+              terminationGracePeriodSeconds: 2
+              containers:
+              - {name: main, image: busybox, command: ["sh", "-c", "trap '' TERM; while :; do sleep 1;done"]}
+            """
+        ),
+    )
+    cluster.wait_pod(kubectl, "default", "stubborn", running_ready)
+    start = time.monotonic()
+    kubectl.run("delete", "pod", "stubborn", "--wait=true", timeout=60)
+    took = time.monotonic() - start
+    assert 1.5 < took < 10, took
 
 
 def host_netns_names() -> list[str]:
