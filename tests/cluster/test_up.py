@@ -505,3 +505,25 @@ def test_down_cleans_up_after_a_killed_up(up_factory: Callable[..., UpCluster]) 
     assert res.returncode == 0, res.stderr
     assert not [n for n in host_netns_names() if n.startswith(cluster.name + "-") or n == cluster.host_netns]
     assert host_snapshot() == before
+
+
+def test_up_refuses_ranges_that_overlap_the_hosts_routes(tmp_path: Any) -> None:
+    cluster = UpCluster(tmp_path / "overlap", nodes=1)
+    ns = cluster.host_netns
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        # The lab "host" already has a route into the default node network.
+        subprocess.run(["ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"], check=True)
+        subprocess.run(["ip", "-n", ns, "addr", "add", "172.30.0.200/16", "dev", "d0"], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", "d0", "up"], check=True)
+        res = subprocess.run(cluster.argv(), capture_output=True, text=True, timeout=60)
+        assert res.returncode == 1
+        assert (
+            "the node network (--node-cidr) 172.30.0.0/24 overlaps the host's route to 172.30.0.0/16"
+            in res.stderr
+        )
+        assert "choose other ranges" in res.stderr
+        assert not [n for n in host_netns_names() if n.startswith(cluster.name + "-")]
+        assert not (cluster.data_dir / "up-state.json").exists()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=True)
