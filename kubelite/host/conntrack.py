@@ -1,0 +1,84 @@
+"""Deleting conntrack entries with the ``conntrack`` tool, in the current or another network namespace.
+
+:class:`ConntrackRunner` has one method, :meth:`~ConntrackRunner.delete`: it runs ``conntrack -D``
+with the given filters (e.g. ``-p udp --orig-dst 10.96.0.10 --dst-nat 10.244.1.5``) and returns how
+many entries went away. Finding nothing to delete is not an error (``conntrack`` itself exits 1
+then). :class:`RealConntrack` enters another namespace with ``nsenter --net=``; :class:`FakeConntrack`
+records the calls for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from kubelite.host.nft import netns_argv
+
+__all__ = ["ConntrackError", "ConntrackRunner", "FakeConntrack", "RealConntrack"]
+
+_DELETED = re.compile(r"(\d+) flow entries have been deleted")
+
+
+class ConntrackError(RuntimeError):
+    """``conntrack`` failed for a reason other than "nothing matched"."""
+
+
+@runtime_checkable
+class ConntrackRunner(Protocol):
+    async def delete(self, filters: Sequence[str], *, netns: str | None = None) -> int:
+        """``conntrack -D FILTERS...``; the number of entries deleted (0 when none matched)."""
+        ...
+
+
+class RealConntrack:
+    """Runs the ``conntrack`` binary (conntrack-tools), through ``nsenter --net=`` for another namespace."""
+
+    def __init__(self, binary: str | None = None, *, nsenter: str | None = None, timeout: float = 10.0):
+        self.binary = binary or shutil.which("conntrack") or "/usr/sbin/conntrack"
+        self.nsenter = nsenter or shutil.which("nsenter") or "/usr/bin/nsenter"
+        self.timeout = timeout
+
+    async def delete(self, filters: Sequence[str], *, netns: str | None = None) -> int:
+        argv = [*netns_argv(netns, self.nsenter), self.binary, "-D", *filters]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except FileNotFoundError as exc:
+            raise ConntrackError(
+                f"cannot run {self.binary}: install conntrack-tools (Debian package conntrack)"
+            ) from exc
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            if proc.returncode is None:
+                proc.kill()  # the process we started, by its handle
+                await proc.wait()
+            raise
+        text = (out + err).decode(errors="replace")
+        match = _DELETED.search(text)
+        if match is not None:
+            return int(match.group(1))
+        if proc.returncode == 0:
+            return 0
+        where = f" in network namespace {netns}" if netns else ""
+        raise ConntrackError(f"conntrack -D {' '.join(filters)} failed{where}: {text.strip()}")
+
+
+@dataclass
+class FakeConntrack:
+    """Records ``(netns, filters)`` for every call; returns ``deleted`` for each."""
+
+    deleted: int = 0
+    calls: list[tuple[str | None, tuple[str, ...]]] = field(default_factory=list)
+
+    async def delete(self, filters: Sequence[str], *, netns: str | None = None) -> int:
+        self.calls.append((netns, tuple(filters)))
+        return self.deleted
