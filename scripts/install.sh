@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 SYSTEM_PACKAGES=(
   iproute2 nftables iptables conntrack etcd-server etcd-client dnsutils
   containernetworking-plugins curl procps psmisc iputils-ping busybox iperf3 util-linux
+  haproxy wrk
 )
 
 missing=()

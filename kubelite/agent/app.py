@@ -61,6 +61,10 @@ class AgentOptions:
     cluster_domain: str = "cluster.local"
     image_config: Path | None = None
     kill_pods_on_exit: bool = False
+    proxy_mode: str = "nftables"
+    """nftables, iptables, userspace, or none (no service proxy on this node)."""
+    cluster_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.96.0.0/12"
     resolv_conf: Path = Path("/etc/resolv.conf")
 
 
@@ -162,6 +166,31 @@ async def run_agent(opts: AgentOptions, stop: asyncio.Event) -> None:
         await services.start()
         cleanups.append(services.stop)
         await services.wait_synced()
+
+        if opts.proxy_mode != "none":
+            from kubelite.proxy.app import ServiceProxy
+            from kubelite.proxy.factory import make_backend
+
+            proxy = ServiceProxy(
+                client,
+                make_backend(opts.proxy_mode),
+                node_name=opts.node_name,
+                node_ips=[opts.node_ip],
+                cluster_cidr=opts.cluster_cidr,
+                service_cidr=opts.service_cidr,
+            )
+            await proxy.start()
+
+            async def stop_proxy() -> None:
+                await proxy.stop(cleanup=opts.kill_pods_on_exit)
+
+            cleanups.append(stop_proxy)
+            proxy_runner = web.AppRunner(proxy.app(), access_log=None)
+            await proxy_runner.setup()
+            for port in (10256, 10249):  # kube-proxy's healthz and metrics ports
+                await web.TCPSite(proxy_runner, opts.node_ip, port, reuse_address=True).start()
+            cleanups.append(proxy_runner.cleanup)
+            log.info("service proxy (%s mode) is running", opts.proxy_mode)
 
         busybox_dir = None
         with contextlib.suppress(Exception):

@@ -100,6 +100,14 @@ def _agent_parser(sub: Any) -> None:
         "--image-config", type=Path, default=None, help="YAML file mapping more images to commands"
     )
     a.add_argument("--kill-pods-on-exit", action="store_true", help="stop every pod when the agent stops")
+    a.add_argument(
+        "--proxy-mode",
+        choices=("nftables", "iptables", "userspace", "none"),
+        default="nftables",
+        help="the service proxy's back end (default nftables; none: no proxy)",
+    )
+    a.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod CIDR (for masquerade decisions)")
+    a.add_argument("--service-cidr", default="10.96.0.0/12", help="service CIDR")
     a.add_argument("-v", "--verbose", action="store_true", help="log more")
 
 
@@ -119,7 +127,18 @@ def _up_parser(sub: Any) -> None:
     )
     u.add_argument("--api-port", type=int, default=6443, help="API port on 127.0.0.1 (0: any free port)")
     u.add_argument("--cni", choices=("kubelite", "reference"), default="kubelite", help="which CNI plugins")
+    u.add_argument(
+        "--proxy-mode",
+        choices=("nftables", "iptables", "userspace", "none"),
+        default="nftables",
+        help="every node's service proxy back end (default nftables)",
+    )
     u.add_argument("--store", default="sqlite", help="sqlite or etcd://HOST:PORT")
+    u.add_argument(
+        "--loadbalancer-pool",
+        default="",
+        help="addresses for LoadBalancer Services: ranges A-B and CIDRs (default: the top of --node-cidr)",
+    )
     u.add_argument("-v", "--verbose", action="store_true", help="log more")
     d = sub.add_parser("down", help="remove what a killed `kubelite up` left behind")
     d.add_argument("--data-dir", required=True, type=Path)
@@ -143,6 +162,9 @@ def _run_agent(args: argparse.Namespace) -> int:
         cluster_domain=args.cluster_domain,
         image_config=args.image_config,
         kill_pods_on_exit=args.kill_pods_on_exit,
+        proxy_mode=args.proxy_mode,
+        cluster_cidr=args.cluster_cidr,
+        service_cidr=args.service_cidr,
     )
 
     async def main() -> None:
@@ -197,9 +219,10 @@ def _run_up(args: argparse.Namespace) -> int:
         api_port=args.api_port,
         cni=args.cni,
         store=args.store,
+        load_balancer_pool=args.loadbalancer_pool,
         original_netns=original,
         created_host_netns=created,
-        agent_args=("--verbose",) if args.verbose else (),
+        agent_args=("--proxy-mode", args.proxy_mode, *(("--verbose",) if args.verbose else ())),
     )
 
     async def main() -> None:

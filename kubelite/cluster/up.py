@@ -31,7 +31,7 @@ from kubelite.apiserver.certs import ensure_credentials, kubeconfig, serving_hos
 from kubelite.apiserver.server import RunningServer, ServerOptions
 from kubelite.cluster.plan import UpPlan, make_plan, overlapping_routes
 from kubelite.cluster.sweep import UpState, sweep
-from kubelite.host.ip import RealIp, addr_add, bridge, link_master, link_up, veth_pair
+from kubelite.host.ip import RealIp, addr_add, bridge, link_master, link_up, route_add, veth_pair
 from kubelite.host.netns import socket_in_netns
 
 __all__ = ["UpError", "UpOptions", "run_down", "run_up"]
@@ -58,6 +58,8 @@ class UpOptions:
     api_port: int = 6443
     cni: str = "kubelite"
     store: str = "sqlite"
+    load_balancer_pool: str = ""
+    """Addresses for LoadBalancer Services (default: the top of the node network)."""
     ready_timeout: float = 60.0
     original_netns: str | None = None
     """Where kubectl runs when ``host_netns`` is set: a path such as ``/proc/PID/fd/N``."""
@@ -93,6 +95,10 @@ def _agent_argv(opts: UpOptions, plan: UpPlan, index: int, kubeconfig_path: Path
         "--netns-prefix",
         node.name,
         "--kill-pods-on-exit",
+        "--cluster-cidr",
+        opts.cluster_cidr,
+        "--service-cidr",
+        opts.service_cidr,
         *opts.agent_args,
     ]
 
@@ -110,9 +116,16 @@ async def _build_node_network(ip: RealIp, plan: UpPlan, host_netns: str | None) 
             ],
             netns=host_netns,
         )
-        await ip.batch(
-            [link_up("lo"), addr_add(f"{node.ip}/{plan.prefixlen}", "eth0"), link_up("eth0")], netns=node.name
-        )
+        # The service CIDR needs a route for the node's own connections to reach the proxy's
+        # output hook (routing comes first); DNAT then re-routes them to the endpoint. No default
+        # route: a node namespace has no way out of the lab.
+        node_lines = [
+            link_up("lo"),
+            addr_add(f"{node.ip}/{plan.prefixlen}", "eth0"),
+            link_up("eth0"),
+            route_add(plan.service_cidr, dev="eth0"),
+        ]
+        await ip.batch(node_lines, netns=node.name)
 
 
 async def _loopback_listener(opts: UpOptions) -> socket.socket:
@@ -232,7 +245,7 @@ async def run_up(opts: UpOptions, stop: asyncio.Event, *, out: Callable[[str], N
                 service_cidr=opts.service_cidr,
                 cluster_cidr=opts.cluster_cidr,
                 advertise_address=plan.gateway,
-                load_balancer_pool=plan.lb_pool,
+                load_balancer_pool=opts.load_balancer_pool or plan.lb_pool,
                 extra_sockets=(listener,),
                 kubeconfig_server=f"https://127.0.0.1:{port}",
             )

@@ -513,7 +513,8 @@ def test_up_refuses_ranges_that_overlap_the_hosts_routes(tmp_path: Any) -> None:
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
         # The lab "host" already has a route into the default node network.
-        subprocess.run(["ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"], check=True)
+        veth = ["link", "add", "d0", "type", "veth", "peer", "name", "d1"]
+        subprocess.run(["ip", "-n", ns, *veth], check=True)
         subprocess.run(["ip", "-n", ns, "addr", "add", "172.30.0.200/16", "dev", "d0"], check=True)
         subprocess.run(["ip", "-n", ns, "link", "set", "d0", "up"], check=True)
         res = subprocess.run(cluster.argv(), capture_output=True, text=True, timeout=60)

@@ -1,0 +1,128 @@
+"""Services end to end in a `kubelite up` cluster: the seed manifests reach real pods through the
+service proxy of each node (ClusterIP from a pod, NodePort 30036 on every node IP from outside the
+nodes, externalIPs and LoadBalancer IPs from the node network)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import Kubectl, wait_for
+from upcluster import AGNHOST, UpCluster, running_ready, up_factory_fixture  # noqa: F401
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
+
+SEEDS = Path(__file__).resolve().parents[1] / "data" / "seeds"
+
+
+def backends(kubectl: Kubectl, label: str, port: int, nodes: list[str]) -> None:
+    docs = []
+    for i, node in enumerate(nodes):
+        docs.append(
+            textwrap.dedent(
+                f"""\
+                apiVersion: v1
+                kind: Pod
+                metadata: {{name: {label.lower()}-{i}, labels: {{app: {label}}}}}
+                spec:
+                  nodeName: {node}
+                  containers:
+                  - name: netexec
+                    image: {AGNHOST}
+                    args: ["netexec", "--http-port={port}", "--udp-port={port}"]
+                    readinessProbe: {{tcpSocket: {{port: {port}}}, periodSeconds: 1}}
+                """
+            )
+        )
+    kubectl.run("apply", "-f", "-", input="---\n".join(docs))
+
+
+@pytest.mark.parametrize("mode", ["nftables", "iptables", "userspace"])
+def test_seed_services_reach_pods(up_factory: Callable[..., UpCluster], mode: str) -> None:
+    cluster = up_factory(nodes=2, extra=("--proxy-mode", mode))
+    kubectl = cluster.kubectl()
+    nodes = [cluster.node_name(1), cluster.node_name(2)]
+    backends(kubectl, "my-app", 80, nodes)
+    kubectl.run(
+        "run",
+        "client",
+        f"--image={AGNHOST}",
+        "--overrides",
+        json.dumps({"spec": {"nodeName": nodes[0]}}),
+        "--",
+        "pause",
+    )
+    for name in ("my-app-0", "my-app-1", "client"):
+        cluster.wait_pod(kubectl, "default", name, running_ready)
+    kubectl.run("apply", "-f", str(SEEDS / "001-01-service-my-internal-service.yaml"))
+    kubectl.run("apply", "-f", str(SEEDS / "001-02-service-my-nodeport-service.yaml"))
+    cip = kubectl.run("get", "svc", "my-internal-service", "-o", "jsonpath={.spec.clusterIP}").stdout
+
+    def names_from_pod(url: str, tries: int = 12) -> set[str]:
+        seen = set()
+        for _ in range(tries):
+            res = kubectl.run("exec", "client", "--", "wget", "-qO-", url, check=False)
+            if res.returncode == 0:
+                seen.add(res.stdout.strip())
+        return seen
+
+    got = wait_for(
+        "both backends through the ClusterIP",
+        lambda: names_from_pod(f"http://{cip}/hostname") == {"my-app-0", "my-app-1"},
+        30,
+    )
+    assert got
+    # NodePort 30036 on every node IP, from the host side (outside the nodes), also on a node with
+    # no local endpoint for the chosen backend.
+    for node_ip in ("172.30.0.11", "172.30.0.12"):
+        res = cluster.in_host("curl", "-s", "--max-time", "5", f"http://{node_ip}:30036/hostname")
+        assert res.stdout in ("my-app-0", "my-app-1"), res
+
+
+def test_seed_loadbalancer_and_external_ips(up_factory: Callable[..., UpCluster]) -> None:
+    # The seeds hard-code clusterIP 10.0.171.239 and loadBalancerIP 78.11.24.19: give the cluster a
+    # service range and a LoadBalancer pool that contain them (inside the lab only).
+    cluster = up_factory(
+        nodes=2,
+        extra=(
+            "--service-cidr",
+            "10.0.0.0/16",
+            "--loadbalancer-pool",
+            "172.30.0.200-172.30.0.254,78.11.24.19/32",
+        ),
+    )
+    kubectl = cluster.kubectl()
+    backends(kubectl, "MyApp", 9376, [cluster.node_name(1), cluster.node_name(2)])
+    for i in range(2):
+        cluster.wait_pod(kubectl, "default", f"myapp-{i}", running_ready)
+    # The "router" of the node network sends these addresses to node 1 (as BGP would).
+    for ip in ("78.11.24.19", "80.11.12.10"):
+        res = cluster.in_host("ip", "route", "add", f"{ip}/32", "via", "172.30.0.11")
+        assert res.returncode == 0, res.stderr
+    kubectl.run("apply", "-f", str(SEEDS / "003-06-service-my-service.yaml"))
+    lb = wait_for(
+        "the LoadBalancer address",
+        lambda: (
+            kubectl.run(
+                "get", "svc", "my-service", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"
+            ).stdout
+        ),
+    )
+    assert lb == "78.11.24.19"
+    got = wait_for(
+        "the LoadBalancer IP to answer",
+        lambda: cluster.in_host("curl", "-s", "--max-time", "3", "http://78.11.24.19/hostname").stdout,
+        30,
+    )
+    assert got in ("myapp-0", "myapp-1")
+    kubectl.run("delete", "svc", "my-service")
+    kubectl.run("apply", "-f", str(SEEDS / "003-10-service-my-service.yaml"))
+    got = wait_for(
+        "the externalIP to answer",
+        lambda: cluster.in_host("curl", "-s", "--max-time", "3", "http://80.11.12.10/hostname").stdout,
+        30,
+    )
+    assert got in ("myapp-0", "myapp-1")
