@@ -125,9 +125,20 @@ def iperf(port: int, seconds: float) -> float:
     return float(data["end"]["sum_received"]["bits_per_second"]) / 1e9
 
 
+def wrk(port: int, connections: int, seconds: float) -> float:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{max(int(seconds), 1)}s", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=seconds + 60,
+    )  # fmt: skip
+    for line in out.stdout.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    raise SystemExit(f"wrk printed no Requests/sec:\n{out.stdout}{out.stderr}")
+
+
 def haproxy_config(listen: int, http: int, iperf_port: int, listen_bulk: int) -> str:
     return f"""global
-    maxconn 10000
+    maxconn 4000
 defaults
     mode tcp
     timeout connect 2s
@@ -173,9 +184,14 @@ def main() -> None:
             peer_name, peer_http, peer_bulk = "direct", http, iperf_port
         for port in {http, iperf_port, px_http, px_bulk, peer_http, peer_bulk}:
             wait_port(port)
-        print("load generator: bounded asyncio keep-alive clients (wrk is not installed)")
-        ours_rps = asyncio.run(load(px_http, args.connections, args.seconds))
-        peer_rps = asyncio.run(load(peer_http, args.connections, args.seconds))
+        if shutil.which("wrk"):
+            print(f"load generator: wrk -t2 -c{args.connections} -d{args.seconds:.0f}s (the same for both)")
+            ours_rps = wrk(px_http, args.connections, args.seconds)
+            peer_rps = wrk(peer_http, args.connections, args.seconds)
+        else:
+            print("load generator: bounded asyncio keep-alive clients (wrk is not installed)")
+            ours_rps = asyncio.run(load(px_http, args.connections, args.seconds))
+            peer_rps = asyncio.run(load(peer_http, args.connections, args.seconds))
         ours_bulk = iperf(px_bulk, args.seconds)
         peer_bulk_gbps = iperf(peer_bulk, args.seconds)
         print(f"{'':12}{'userspace':>12}{peer_name:>12}{'ratio':>8}")
