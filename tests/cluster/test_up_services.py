@@ -126,3 +126,57 @@ def test_seed_loadbalancer_and_external_ips(up_factory: Callable[..., UpCluster]
         30,
     )
     assert got in ("myapp-0", "myapp-1")
+
+
+@pytest.mark.parametrize("mode", ["nftables", "iptables", "userspace"])
+def test_service_type_changes_follow_in_the_data_path(
+    up_factory: Callable[..., UpCluster], mode: str
+) -> None:
+    """The conformance type changes: ExternalName -> ClusterIP -> ExternalName, ExternalName ->
+    NodePort -> ExternalName; traffic follows each step (and stops when it must)."""
+    cluster = up_factory(nodes=1, extra=("--proxy-mode", mode))
+    kubectl = cluster.kubectl()
+    backends(kubectl, "tc", 8080, [cluster.node_name(1)])
+    cluster.wait_pod(kubectl, "default", "tc-0", running_ready)
+
+    def apply(spec: dict[str, object]) -> None:
+        doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "tc"}, "spec": spec}
+        kubectl.run("apply", "-f", "-", input=json.dumps(doc))
+
+    def answer(url: str) -> str:
+        return cluster.in_node(1, "curl", "-s", "--max-time", "2", url).stdout
+
+    def from_host(url: str) -> str:
+        return cluster.in_host("curl", "-s", "--max-time", "2", url).stdout
+
+    to_external_name = {
+        "type": "ExternalName",
+        "externalName": "example.invalid",
+        "clusterIP": "",
+        "clusterIPs": None,
+        "ports": None,
+        "selector": None,
+    }
+    to_node_port = {
+        "type": "NodePort",
+        "externalName": None,
+        "selector": {"app": "tc"},
+        "ports": [{"port": 80, "targetPort": 8080}],
+    }
+
+    def patch(spec: dict[str, object]) -> None:
+        kubectl.run("patch", "svc", "tc", "--type=merge", "-p", json.dumps({"spec": spec}))
+
+    apply({"type": "ExternalName", "externalName": "example.invalid"})
+    apply({"type": "ClusterIP", "selector": {"app": "tc"}, "ports": [{"port": 80, "targetPort": 8080}]})
+    cip = kubectl.run("get", "svc", "tc", "-o", "jsonpath={.spec.clusterIP}").stdout
+    url = f"http://{cip}/hostname"
+    assert wait_for("ExternalName -> ClusterIP to carry traffic", lambda: answer(url) == "tc-0", 30)
+    patch(to_external_name)
+    assert wait_for("ClusterIP -> ExternalName to stop traffic", lambda: answer(url) == "", 30)
+    patch(to_node_port)
+    node_port = kubectl.run("get", "svc", "tc", "-o", "jsonpath={.spec.ports[0].nodePort}").stdout
+    url = f"http://172.30.0.11:{node_port}/hostname"
+    assert wait_for("ExternalName -> NodePort to carry traffic", lambda: from_host(url) == "tc-0", 30)
+    patch(to_external_name)
+    assert wait_for("NodePort -> ExternalName to stop traffic", lambda: from_host(url) == "", 30)
