@@ -66,3 +66,19 @@ async def test_cleanup_deletes_the_table() -> None:
     await backend.sync(state(("10.244.1.5",)), None)
     await backend.cleanup()
     assert await nft.list_tables(netns="node1") == []
+
+
+async def test_periodic_resync_of_an_intact_table_rewrites_only_what_differs() -> None:
+    backend, nft, _ct = make()
+    await backend.sync(state(("10.244.1.5",)), None)
+    nft.responses["list chain ip kubelite-proxy nat-prerouting"] = "chain nat-prerouting {\njump services\n}"
+    nft.responses["list chain ip kubelite-proxy services"] = (
+        "ip daddr . meta l4proto . th dport vmap @service-ips"
+    )
+    await backend.sync(state(("10.244.1.5",)), None)  # nothing changed: no rewrite, affinity kept
+    await backend.sync(state(("10.244.1.6",)), None)  # only service A's rules differ
+    assert (backend.full_syncs, backend.partial_syncs) == (1, 2)
+    assert "svc" in nft.applied("node1")[-1] and "delete table" not in nft.applied("node1")[-1]
+    del nft.responses["list chain ip kubelite-proxy services"]  # someone flushed the table: full again
+    await backend.sync(state(("10.244.1.6",)), None)
+    assert backend.full_syncs == 2

@@ -19,6 +19,7 @@ from kubelite.host.nft import NftRunner, RealNft
 from kubelite.proxy.conntrack import stale_flows
 from kubelite.proxy.model import ProxyState, ServicePortName
 from kubelite.proxy.nftables.rules import (
+    TABLE,
     ServiceRules,
     all_service_rules,
     delete_ruleset,
@@ -54,8 +55,32 @@ class NftablesBackend:
         self.full_syncs = 0
         self.partial_syncs = 0
 
+    async def _intact(self) -> bool:
+        """Cheap check that our table still dispatches (someone may have deleted or flushed it)."""
+        try:
+            text = await self.nft.run(["list", "chain", "ip", TABLE, "nat-prerouting"], netns=self.netns)
+            dispatch = await self.nft.run(["list", "chain", "ip", TABLE, "services"], netns=self.netns)
+        except Exception:
+            return False
+        return "jump services" in text and "vmap @service-ips" in dispatch
+
     async def sync(self, state: ProxyState, changed: frozenset[ServicePortName] | None) -> None:
         old_state, old_rules = self._state, self._rules
+        if (
+            changed is None
+            and old_rules is not None
+            and old_state is not None
+            and (old_state.node_ips, old_state.cluster_cidr, old_state.service_cidr)
+            == (state.node_ips, state.cluster_cidr, state.service_cidr)
+            and await self._intact()
+        ):
+            # A periodic resync while the table is intact: rewrite only the service ports whose rules
+            # differ, so affinity sets and counters of the others survive (a full rewrite would
+            # recreate the table and forget every client's affinity).
+            fresh = all_service_rules(state)
+            changed = frozenset(
+                spn for spn in set(fresh) | set(old_rules) if fresh.get(spn) != old_rules.get(spn)
+            )
         hairpin = hairpin_ips(state.endpoints.values())
         self._rules = None  # unknown until the transaction succeeds
         if changed is None or old_rules is None or old_state is None:
