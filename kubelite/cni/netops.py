@@ -29,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 from kubelite.host.ip import HostCommandError, IpRunner, RealIp
 from kubelite.host.netns import enter_netns
 from kubelite.host.nft import FakeNft, NftRunner, RealNft
+from kubelite.host.run import run_tool
 
 __all__ = ["FakePluginHost", "Netns", "PluginHost", "RealPluginHost"]
 
@@ -172,27 +173,14 @@ class RealPluginHost:
 
     async def _nsenter_ip(self, path: str, args: Sequence[str], stdin: bytes | None) -> str:
         argv = [self.nsenter, f"--net={path}", self.ip_binary, *args]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), self.timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            if proc.returncode is None:
-                proc.kill()  # the process we started, by its handle
-                await proc.wait()
-            raise
-        if proc.returncode != 0:
-            message = err.decode(errors="replace")
+        rc, out, message = await run_tool(argv, stdin, seconds=self.timeout)
+        if rc != 0:
             failed = _BATCH_FAILED.search(message)
             shown = f"nsenter --net={path} ip {' '.join(args)}"
             raise HostCommandError(
-                shown, message, returncode=proc.returncode, line=int(failed.group(1)) if failed else None
+                shown, message, returncode=rc, line=int(failed.group(1)) if failed else None
             )
-        return out.decode(errors="replace")
+        return out
 
     async def ip_batch(self, where: Netns, lines: Sequence[str]) -> None:
         if not lines:

@@ -9,6 +9,8 @@ implementation that starts the tool and a fake that records what it was asked to
                 is set up.
 - ``nft``       nftables rulesets through ``nft -f -`` (``nsenter --net`` for another namespace):
                 :class:`~kubelite.host.nft.NftRunner`, ``RealNft``, ``FakeNft``.
+- ``run``       ``run_tool``: start one tool to completion (stdin, output, time limit, kill on cancel);
+                every runner here and the CNI and proxy code that shell out use it.
 - ``netns``     sockets created inside another namespace (``setns`` in a short-lived thread), named
                 namespaces created with ``unshare`` + a bind mount.
 

@@ -9,7 +9,6 @@ records the calls for tests.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from kubelite.host.nft import netns_argv
+from kubelite.host.run import run_tool
 
 __all__ = ["ConntrackError", "ConntrackRunner", "FakeConntrack", "RealConntrack"]
 
@@ -45,28 +45,16 @@ class RealConntrack:
     async def delete(self, filters: Sequence[str], *, netns: str | None = None) -> int:
         argv = [*netns_argv(netns, self.nsenter), self.binary, "-D", *filters]
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+            rc, out, err = await run_tool(argv, seconds=self.timeout)
         except FileNotFoundError as exc:
             raise ConntrackError(
                 f"cannot run {self.binary}: install conntrack-tools (Debian package conntrack)"
             ) from exc
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            if proc.returncode is None:
-                proc.kill()  # the process we started, by its handle
-                await proc.wait()
-            raise
-        text = (out + err).decode(errors="replace")
+        text = out + err
         match = _DELETED.search(text)
         if match is not None:
             return int(match.group(1))
-        if proc.returncode == 0:
+        if rc == 0:
             return 0
         where = f" in network namespace {netns}" if netns else ""
         raise ConntrackError(f"conntrack -D {' '.join(filters)} failed{where}: {text.strip()}")

@@ -16,7 +16,6 @@ can never smuggle a second command into a batch.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import re
@@ -24,6 +23,8 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from kubelite.host.run import run_tool
 
 __all__ = [
     "FakeIp",
@@ -232,21 +233,7 @@ class RealIp(_IpBase):
         self.timeout = timeout
 
     async def _exec(self, argv: list[str], stdin: bytes | None) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), self.timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            if proc.returncode is None:
-                proc.kill()  # the process we started, by its handle (PID)
-                await proc.wait()
-            raise
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+        return await run_tool(argv, stdin, seconds=self.timeout)
 
     async def batch(self, commands: Sequence[str], *, netns: str | None = None) -> None:
         lines = [_check_line(c) for c in commands]

@@ -25,13 +25,13 @@ tool through ``nsenter --net=PATH``. :class:`FakeIptables` records what it was a
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from kubelite.host.nft import netns_argv
+from kubelite.host.run import run_tool
 
 __all__ = ["FakeIptables", "IptablesCall", "IptablesError", "IptablesRunner", "RealIptables"]
 
@@ -83,24 +83,10 @@ class RealIptables:
 
     async def _exec(self, argv: Sequence[str], stdin: bytes | None, netns: str | None) -> str:
         full = [*netns_argv(netns, self.nsenter), *argv]
-        proc = await asyncio.create_subprocess_exec(
-            *full,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), self.timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            if proc.returncode is None:
-                proc.kill()  # the process we started, by its handle
-                await proc.wait()
-            raise
-        if proc.returncode != 0:
-            raise IptablesError(
-                " ".join(argv[:4]), err.decode(errors="replace"), returncode=proc.returncode, netns=netns
-            )
-        return out.decode(errors="replace")
+        rc, out, err = await run_tool(full, stdin, seconds=self.timeout)
+        if rc != 0:
+            raise IptablesError(" ".join(argv[:4]), err, returncode=rc, netns=netns)
+        return out
 
     async def restore(self, text: str, *, netns: str | None = None, noflush: bool = True) -> None:
         argv = [self._binary("-restore"), "-w"] + (["--noflush"] if noflush else [])

@@ -20,7 +20,6 @@ priorities (``priority -100``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import shutil
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from kubelite.host.netns import netns_path
+from kubelite.host.run import run_tool
 
 __all__ = ["FakeNft", "NftCall", "NftError", "NftRunner", "RealNft", "netns_argv"]
 
@@ -88,27 +88,10 @@ class RealNft:
 
     async def _exec(self, args: Sequence[str], stdin: bytes | None, netns: str | None) -> str:
         argv = [*netns_argv(netns, self.nsenter), self.binary, *args]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(stdin), self.timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            if proc.returncode is None:
-                proc.kill()  # the process we started, by its handle
-                await proc.wait()
-            raise
-        if proc.returncode != 0:
-            raise NftError(
-                " ".join(["nft", *args]),
-                err.decode(errors="replace"),
-                returncode=proc.returncode,
-                netns=netns,
-            )
-        return out.decode(errors="replace")
+        rc, out, err = await run_tool(argv, stdin, seconds=self.timeout)
+        if rc != 0:
+            raise NftError(" ".join(["nft", *args]), err, returncode=rc, netns=netns)
+        return out
 
     async def apply(self, ruleset: str, *, netns: str | None = None) -> None:
         if not ruleset.strip():

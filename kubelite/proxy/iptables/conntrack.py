@@ -15,12 +15,12 @@ did not exist when it was written); ``conntrack -D`` exits 1 when nothing matche
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubelite.host.nft import netns_argv
+from kubelite.host.run import run_tool
 from kubelite.proxy.model import ProxyState, ServicePort, cluster_endpoints, local_endpoints
 
 __all__ = ["ConntrackRunner", "FakeConntrack", "RealConntrack", "StaleFlow", "stale_udp_flows"]
@@ -94,24 +94,12 @@ class RealConntrack:
 
     async def delete(self, flow: StaleFlow, *, netns: str | None = None) -> None:
         argv = [*netns_argv(netns, self.nsenter), self.binary, *flow.argv()]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            _out, err = await asyncio.wait_for(proc.communicate(), self.timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            if proc.returncode is None:
-                proc.kill()  # the process we started, by its handle
-                await proc.wait()
-            raise
+        rc, _out, err = await run_tool(argv, seconds=self.timeout)
         # Exit 1 with "0 flow entries have been deleted" just means nothing matched.
-        if proc.returncode not in (0, 1):
+        if rc not in (0, 1):
             raise RuntimeError(
-                f"conntrack {' '.join(flow.argv())} failed (exit {proc.returncode}): "
-                f"{err.decode(errors='replace').strip()}; is conntrack-tools installed?"
+                f"conntrack {' '.join(flow.argv())} failed (exit {rc}): {err.strip()}; "
+                "is conntrack-tools installed?"
             )
 
 

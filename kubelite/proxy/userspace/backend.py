@@ -25,7 +25,6 @@ the whole table (listeners that still serve a port keep their port number).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import shutil
 import socket
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 
 from kubelite.host.netns import socket_in_netns
 from kubelite.host.nft import NftRunner, RealNft, netns_argv
+from kubelite.host.run import run_tool
 from kubelite.proxy.model import (
     Endpoint,
     ProxyState,
@@ -71,21 +71,9 @@ ConntrackRunner = Callable[[Sequence[str], str | None], Awaitable[None]]
 async def run_conntrack(args: Sequence[str], netns: str | None) -> None:
     """``conntrack ARGS`` in ``netns``; "no entry matched" (exit 1) is not an error."""
     binary = shutil.which("conntrack") or "/usr/sbin/conntrack"
-    proc = await asyncio.create_subprocess_exec(
-        *netns_argv(netns),
-        binary,
-        *args,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), 10)
-    except TimeoutError:
-        proc.kill()  # the process we started, by its handle
-        await proc.wait()
-        raise
-    if proc.returncode not in (0, 1):
-        raise RuntimeError(f"conntrack {' '.join(args)} failed: {err.decode(errors='replace').strip()}")
+    rc, _out, err = await run_tool([*netns_argv(netns), binary, *args], seconds=10)
+    if rc not in (0, 1):
+        raise RuntimeError(f"conntrack {' '.join(args)} failed: {err.strip()}")
 
 
 @dataclass
