@@ -178,6 +178,7 @@ async def run_agent(opts: AgentOptions, stop: asyncio.Event) -> None:
                 node_ips=[opts.node_ip],
                 cluster_cidr=opts.cluster_cidr,
                 service_cidr=opts.service_cidr,
+                services=services,
             )
             await proxy.start()
 

@@ -88,7 +88,10 @@ class ServiceProxy:
         service_cidr: str = "10.96.0.0/12",
         min_sync_interval: float = 0.0,
         resync_interval: float = 30.0,
+        services: Informer | None = None,
     ) -> None:
+        """``services``: a Service informer the caller already runs (the agent's, for env vars), so
+        the node keeps one Service watch; without it the proxy starts and stops its own."""
         self.backend = backend
         self.tracker = ChangeTracker(
             node_name, tuple(node_ips), service_cidr=service_cidr, cluster_cidr=cluster_cidr
@@ -96,7 +99,8 @@ class ServiceProxy:
         self.runner = BoundedFrequencyRunner(
             self._sync, min_interval=min_sync_interval, max_interval=resync_interval
         )
-        self.services = Informer(client, SERVICES)
+        self._own_services = services is None
+        self.services = services if services is not None else Informer(client, SERVICES)
         self.slices = Informer(client, SLICES)
         self.sync_duration = Histogram()
         self.programming = Histogram()
@@ -147,7 +151,8 @@ class ServiceProxy:
             self._service, lambda _o, n: self._service(n), lambda o: self._service(o, True)
         )
         self.slices.add_handler(self._slice, lambda _o, n: self._slice(n), lambda o: self._slice(o, True))
-        await self.services.start()
+        if self._own_services:
+            await self.services.start()
         await self.slices.start()
         await self.services.wait_synced()
         await self.slices.wait_synced()
@@ -159,7 +164,8 @@ class ServiceProxy:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.services.stop()
+        if self._own_services:
+            await self.services.stop()
         await self.slices.stop()
         if cleanup:
             await self.backend.cleanup()
