@@ -6,12 +6,15 @@ Benchmarks print figures; they never assert on them (see bench/README.md).
 from __future__ import annotations
 
 import base64
+import os
+import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -33,11 +36,24 @@ def start_etcd(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A single-member etcd on free loopback ports; returns (process, client URL)."""
     client, peer = (f"http://127.0.0.1:{p}" for p in free_ports(2))
     process = subprocess.Popen(
-        [str(ETCD), "--data-dir", str(data_dir), "--listen-client-urls", client,
-         "--advertise-client-urls", client, "--listen-peer-urls", peer,
-         "--initial-advertise-peer-urls", peer, "--initial-cluster", f"default={peer}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(ETCD),
+            "--data-dir",
+            str(data_dir),
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            f"default={peer}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -57,10 +73,21 @@ def start_server(data_dir: Path, store: str = "sqlite") -> tuple[subprocess.Pope
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "server.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "kubelite.cli.main", "server", "--data-dir", str(data_dir),
-         "--listen", f"127.0.0.1:{port}", "--store", store],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "kubelite.cli.main",
+            "server",
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--store",
+            store,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     log.close()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -96,3 +123,52 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def start_up(data_dir: Path, name: str, *, nodes: int, extra: Sequence[str] = ()) -> subprocess.Popen[str]:
+    """``kubelite up`` inside the benchmark host namespace ``klbench-<pid>-<name>`` (never the root
+    namespace); returns once it printed "kubelite is up"."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kubelite",
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--nodes",
+            str(nodes),
+            "--name",
+            name,
+            "--host-netns",
+            f"klbench-{os.getpid()}-{name}",
+            "--api-port",
+            "0",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        if line.startswith("kubelite is up"):
+            return proc
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise SystemExit(f"kubelite up {' '.join(extra)} did not start")
+
+
+def stop_up(proc: subprocess.Popen[str]) -> None:
+    """SIGINT (``up`` then removes everything it made), SIGKILL if it hangs; by PID."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()

@@ -18,8 +18,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,57 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _support import client_settings, percentile
+from _support import client_settings, percentile, start_up, stop_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubelite.host.netns import socket_in_netns
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
-
-
-def start_up(data_dir: Path, name: str, mode: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kubelite",
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--nodes",
-            "3",
-            "--name",
-            name,
-            "--host-netns",
-            f"klbench-{os.getpid()}-{name}",
-            "--api-port",
-            "0",
-            "--proxy-mode",
-            mode,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("kubelite is up"):
-            return proc
-    proc.wait()
-    raise SystemExit("kubelite up did not start")
-
-
-def stop_up(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # by PID: the process this benchmark started
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 async def ask(netns: str, ip: str, port: int) -> str:
@@ -178,7 +132,7 @@ def main() -> None:
         raise SystemExit("this benchmark builds network namespaces: run it as root")
     work = Path(tempfile.mkdtemp(prefix="kl-netprog-"))
     name = f"np{os.getpid() % 10000}"
-    proc = start_up(work / "up", name, args.proxy_mode)
+    proc = start_up(work / "up", name, nodes=3, extra=("--proxy-mode", args.proxy_mode))
     try:
         reach, slices = asyncio.run(run(work / "up" / "kubeconfig", name, args.rounds))
     finally:

@@ -16,16 +16,13 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from _support import client_settings, percentile
+from _support import client_settings, percentile, start_up, stop_up
 
 IMAGES = {
     "busybox": ({"image": "busybox", "command": ["sleep", "3600"]}, False),
@@ -38,54 +35,6 @@ IMAGES = {
         True,
     ),
 }
-
-
-def start_up(data_dir: Path, name: str, cni: str) -> subprocess.Popen[str]:
-    host_ns = f"klbench-{os.getpid()}-{name}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kubelite",
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--nodes",
-            "1",
-            "--name",
-            name,
-            "--host-netns",
-            host_ns,
-            "--api-port",
-            "0",
-            "--cni",
-            cni,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        if line.startswith("kubelite is up"):
-            return proc
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    raise SystemExit(f"kubelite up ({cni}) did not start")
-
-
-def stop_up(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # by PID: the process this benchmark started
-        try:
-            proc.wait(120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def _ready(pod: dict[str, Any]) -> bool:
@@ -166,7 +115,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     for cni in ("kubelite", "reference"):
         work = Path(tempfile.mkdtemp(prefix="kl-pods-"))
-        proc = start_up(work / "up", f"b{os.getpid() % 10000}{cni[0]}", cni)
+        proc = start_up(work / "up", f"b{os.getpid() % 10000}{cni[0]}", nodes=1, extra=("--cni", cni))
         try:
             results[cni] = asyncio.run(run_round(work / "up" / "kubeconfig", args.pods, args.image))
         finally:
