@@ -9,9 +9,9 @@ import pytest
 from kubelite.proxy.model import Endpoint, ProxyState, ServicePort, ServicePortName
 from kubelite.proxy.nftables.rules import (
     all_service_rules,
+    count_refs,
     delete_ruleset,
     full_ruleset,
-    hairpin_ips,
     partial_ruleset,
     service_rules,
 )
@@ -158,30 +158,47 @@ def test_partial_sync_equals_full_sync(affinity: int) -> None:
     a = port("a", "10.96.0.1", affinity_seconds=affinity, node_port=30001)
     b = port("b", "10.96.0.2", affinity_seconds=affinity)
     c = port("c", "10.96.0.3", affinity_seconds=affinity, external_ips=("192.0.2.9",))
-    old_state = state((a, eps(LOCAL1, REMOTE)), (b, eps(LOCAL2)))
-    new_state = state((a, eps(REMOTE)), (c, eps(LOCAL1)))
+    d = port("d", "10.96.0.4", affinity_seconds=affinity, node_port=30004, external_local=True)
+    old_state = state((a, eps(LOCAL1, REMOTE)), (b, eps(LOCAL2)), (d, eps(LOCAL1, REMOTE)))
+    new_state = state((a, eps(REMOTE)), (c, eps(LOCAL1)), (d, eps(LOCAL2, REMOTE)))
     old, new = all_service_rules(old_state), all_service_rules(new_state)
-    text = partial_ruleset(
-        old,
-        new,
-        {a.name, b.name, c.name},
-        hairpin_ips(old_state.endpoints.values()),
-        hairpin_ips(new_state.endpoints.values()),
-    )
-    assert "svc-" in text and "delete element" in text
+    refs = count_refs(old.values())
+    text = partial_ruleset(old, new, {a.name, b.name, c.name, d.name}, refs)
+    assert refs == count_refs(new.values())
+    assert "delete element" in text and ("svc-" in text) == bool(affinity)
     incremental = Tracer(full_ruleset(old_state))
     incremental.apply(text)
     full = Tracer(full_ruleset(new_state))
-    assert incremental.maps == full.maps and incremental.chains == full.chains
-    assert incremental.sets == full.sets
+    assert incremental.maps == full.maps and incremental.sets == full.sets
+    assert incremental.chains.keys() == full.chains.keys()
+    assert all(incremental.chains[c] == full.chains[c] for c in full.chains)
+
+
+def test_partial_sync_drops_pickers_nobody_uses_and_keeps_shared_ones() -> None:
+    a, b = port("a", "10.96.0.1"), port("b", "10.96.0.2")
+    old_state = state((a, eps(LOCAL1, REMOTE)), (b, eps(LOCAL2, REMOTE)))
+    one_left = state((a, eps(LOCAL1)), (b, eps(LOCAL2, REMOTE)))
+    old, new = all_service_rules(old_state), all_service_rules(one_left)
+    refs = count_refs(old.values())
+    text = partial_ruleset(old, new, {a.name}, refs)
+    assert "add chain ip kubelite-proxy cluster-tcp-1" in text and "delete chain" not in text
+    both_one = state((a, eps(LOCAL1)), (b, eps(REMOTE)))
+    text = partial_ruleset(new, all_service_rules(both_one), {b.name}, refs)
+    assert "delete chain ip kubelite-proxy cluster-tcp-2" in text and "add chain" not in text
+    assert refs.hairpin == {LOCAL1: 1, REMOTE: 1}
 
 
 def test_partial_sync_of_nothing_is_empty() -> None:
     s = state((port(), eps(LOCAL1)))
     rules = all_service_rules(s)
-    assert partial_ruleset(rules, rules, set(rules)) == ""
+    assert partial_ruleset(rules, rules, set(rules), count_refs(rules.values())) == ""
 
 
-def test_one_service_port_is_one_chain_without_affinity() -> None:
-    sr = service_rules(port(), eps(LOCAL1, LOCAL2, REMOTE), "10.244.0.0/16")
-    assert list(sr.chains) == [n for n in sr.chains if n.startswith("svc-")] and len(sr.chains) == 1
+def test_a_service_port_without_affinity_has_no_chain_of_its_own() -> None:
+    sr = service_rules(port(node_port=30080), eps(LOCAL1, LOCAL2, REMOTE), "10.244.0.0/16")
+    assert not sr.chains and not sr.sets
+    assert set(sr.shared) == {"cluster-tcp-3", "nodeport-tcp-3"}
+    assert sr.elements["cluster-tcp-endpoints"]["10.96.0.10 . 80 . 2"] == f"{REMOTE} . 8080"
+    many = state(*((port(f"s{i}", f"10.96.0.{i}"), eps(LOCAL1, REMOTE)) for i in range(1, 50)))
+    text = full_ruleset(many)
+    assert text.count("\nchain ") == 9  # reject, one picker, seven base chains: not one per service

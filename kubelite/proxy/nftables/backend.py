@@ -20,11 +20,12 @@ from kubelite.proxy.conntrack import stale_flows
 from kubelite.proxy.model import ProxyState, ServicePortName
 from kubelite.proxy.nftables.rules import (
     TABLE,
+    Refs,
     ServiceRules,
     all_service_rules,
+    count_refs,
     delete_ruleset,
     full_ruleset,
-    hairpin_ips,
     partial_ruleset,
     service_rules,
 )
@@ -51,7 +52,7 @@ class NftablesBackend:
         self.conntrack: ConntrackRunner = conntrack or RealConntrack()
         self._state: ProxyState | None = None
         self._rules: dict[ServicePortName, ServiceRules] | None = None
-        self._hairpin: frozenset[str] = frozenset()
+        self._refs = Refs()
         self.full_syncs = 0
         self.partial_syncs = 0
 
@@ -81,11 +82,11 @@ class NftablesBackend:
             changed = frozenset(
                 spn for spn in set(fresh) | set(old_rules) if fresh.get(spn) != old_rules.get(spn)
             )
-        hairpin = hairpin_ips(state.endpoints.values())
         self._rules = None  # unknown until the transaction succeeds
         if changed is None or old_rules is None or old_state is None:
             rules = all_service_rules(state)
             await self.nft.apply(full_ruleset(state, rules), netns=self.netns)
+            self._refs = count_refs(rules.values())
             self.full_syncs += 1
         else:
             rules = dict(old_rules)
@@ -95,10 +96,10 @@ class NftablesBackend:
                     rules.pop(spn, None)
                 else:
                     rules[spn] = service_rules(sp, state.endpoints_of(spn), state.cluster_cidr)
-            text = partial_ruleset(old_rules, rules, changed, self._hairpin, hairpin)
+            text = partial_ruleset(old_rules, rules, changed, self._refs)  # counts the new rules
             await self.nft.apply(text, netns=self.netns)
             self.partial_syncs += 1
-        self._rules, self._hairpin, self._state = rules, hairpin, state
+        self._rules, self._state = rules, state
         await self._delete_stale(old_state, state, changed)
 
     async def _delete_stale(
@@ -112,4 +113,4 @@ class NftablesBackend:
 
     async def cleanup(self) -> None:
         await self.nft.apply(delete_ruleset(), netns=self.netns)
-        self._state, self._rules, self._hairpin = None, None, frozenset()
+        self._state, self._rules, self._refs = None, None, Refs()

@@ -6,7 +6,8 @@ from S to D:port/proto arrives on ``prerouting`` (from a link) or ``output`` (fr
 is it DNATed, is it masqueraded, is it dropped or rejected? It understands exactly the rule
 vocabulary the rules module writes, and fails loudly on anything else, so a rule the tracer cannot
 read is a test failure rather than a silent pass. ``numgen random`` draws ``pick`` (modulo N), so a
-test can enumerate every endpoint; affinity sets remember sources across :meth:`Tracer.trace` calls.
+test can enumerate every endpoint, whether the draw goes into the mark (affinity chains) or into an
+endpoint map's key (shared pickers); affinity sets remember sources across :meth:`Tracer.trace` calls.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class _Packet:
 
 
 _SET = re.compile(
-    r"^(set|map) (\S+) \{ type ([^;]+);(?: flags [^;]+;)?(?: timeout \d+s;)?(?: elements = \{ (.*) \};)? \}$"
+    r"^(set|map) (\S+) \{ (?:type|typeof) ([^;]+);(?: flags [^;]+;)?(?: timeout \d+s;)?"
+    r"(?: elements = \{ (.*) \};)? \}$"
 )
 
 
@@ -190,6 +192,13 @@ class Tracer:
                 if m.group(1) != proto:
                     return False
                 rest = m.group(2)
+            elif m := re.match(r"^dnat ip addr \. port to (.+) map @(\S+)$", rest):
+                key = " . ".join(self._field(p, part) for part in m.group(1).split(" . "))
+                target = self.maps[m.group(2)].get(key)
+                if target is None:  # a miss ends the rule, as the kernel's lookup does
+                    return False
+                p.dnat = target.replace(" . ", ":")
+                return True
             elif m := re.match(r"^dnat to (\S+)$", rest):
                 p.dnat = m.group(1)
                 return True
@@ -199,6 +208,19 @@ class Tracer:
             else:
                 return self._verdict(p, rest)
         return False
+
+    @staticmethod
+    def _field(p: _Packet, part: str) -> str:
+        """One field of an endpoint map's key, read from the packet."""
+        if part == "ip daddr":
+            return p.pkt.dst
+        if part == "meta l4proto":
+            return p.pkt.protocol.lower()
+        if part == "th dport":
+            return str(p.pkt.dport)
+        if m := re.match(r"^numgen random mod (\d+)$", part):
+            return str(p.pick % int(m.group(1)))
+        raise TracerError(f"cannot read key field: {part!r}")
 
     def _verdict(self, p: _Packet, verdict: str) -> bool:
         if verdict in ("drop", "accept"):
