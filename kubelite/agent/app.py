@@ -179,6 +179,7 @@ async def run_agent(opts: AgentOptions, stop: asyncio.Event) -> None:
                 cluster_cidr=opts.cluster_cidr,
                 service_cidr=opts.service_cidr,
                 services=services,
+                health_check_host="0.0.0.0",  # health check node ports answer on every node address
             )
             await proxy.start()
 

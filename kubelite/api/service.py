@@ -135,7 +135,23 @@ def validate_service_spec(obj: Obj) -> list[Cause]:
     selector = spec.get("selector")
     if selector is not None and not isinstance(selector, dict):
         causes.append(fe.invalid("spec.selector", selector, "must be a map of labels"))
+    hc = spec.get("healthCheckNodePort")
+    if hc and not needs_health_check(spec):
+        causes.append(
+            fe.invalid(
+                "spec.healthCheckNodePort",
+                hc,
+                "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+            )
+        )
+    elif hc is not None and (isinstance(hc, bool) or not isinstance(hc, int) or not 0 <= hc <= 65535):
+        causes.append(fe.invalid("spec.healthCheckNodePort", hc, "must be between 1 and 65535, inclusive"))
     return causes
+
+
+def needs_health_check(spec: Obj) -> bool:
+    """A LoadBalancer Service with externalTrafficPolicy Local gets a health check node port."""
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
 
 
 def _validate_external_name(spec: Obj) -> list[Cause]:
@@ -257,4 +273,7 @@ def validate_service_update(old: Obj, new: Obj) -> list[Cause]:
     ocip, ncip = ospec.get("clusterIP", ""), nspec.get("clusterIP", "")
     if ocip and ncip != ocip:
         causes.append(fe.invalid("spec.clusterIPs[0]", ncip or [], "may not change once set"))
+    both = needs_health_check(ospec) and needs_health_check(nspec)
+    if both and nspec.get("healthCheckNodePort") != ospec.get("healthCheckNodePort"):
+        causes.append(fe.forbidden("spec.healthCheckNodePort", "field is immutable"))
     return causes

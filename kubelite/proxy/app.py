@@ -8,6 +8,8 @@ kube-proxy's health and metrics endpoints.
 ``/healthz`` answers 503 when an update waited longer than 2 x the resync period; ``/metrics`` is
 Prometheus text with kube-proxy's metric names, including ``network_programming_duration_seconds``
 measured from the EndpointSlice ``endpoints.kubernetes.io/last-change-trigger-time`` annotation.
+With ``health_check_host``, every Service's ``healthCheckNodePort`` is served after each sync
+(:mod:`kubelite.proxy.healthcheck`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from kubelite.api.resources import INDEX
 from kubelite.client.informer import Informer
 from kubelite.client.interface import ApiClient
 from kubelite.proxy.backend import ProxyBackend
+from kubelite.proxy.healthcheck import HealthCheckServer, health_checks
 from kubelite.proxy.model import SERVICE_NAME_LABEL, ChangeTracker
 from kubelite.proxy.runner import BoundedFrequencyRunner
 
@@ -89,9 +92,11 @@ class ServiceProxy:
         min_sync_interval: float = 0.0,
         resync_interval: float = 30.0,
         services: Informer | None = None,
+        health_check_host: str | None = None,
     ) -> None:
         """``services``: a Service informer the caller already runs (the agent's, for env vars), so
-        the node keeps one Service watch; without it the proxy starts and stops its own."""
+        the node keeps one Service watch; without it the proxy starts and stops its own.
+        ``health_check_host``: where health check node ports listen (None: not served)."""
         self.backend = backend
         self.tracker = ChangeTracker(
             node_name, tuple(node_ips), service_cidr=service_cidr, cluster_cidr=cluster_cidr
@@ -108,6 +113,9 @@ class ServiceProxy:
         self.endpoint_changes = 0
         self._triggers: list[float] = []
         self._task: asyncio.Task[None] | None = None
+        self.health: HealthCheckServer | None = None
+        if health_check_host is not None:
+            self.health = HealthCheckServer(health_check_host, proxy_healthy=self.runner.healthy)
 
     # --- informer events -----------------------------------------------------------------------
 
@@ -143,6 +151,8 @@ class ServiceProxy:
         now = time.time()
         for at in triggers:
             self.programming.observe(max(now - at, 0.0))
+        if self.health is not None:
+            await self.health.update(health_checks(state))
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -167,6 +177,8 @@ class ServiceProxy:
         if self._own_services:
             await self.services.stop()
         await self.slices.stop()
+        if self.health is not None:
+            await self.health.close()
         if cleanup:
             await self.backend.cleanup()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import ServerProcess
@@ -110,3 +111,63 @@ async def test_proxy_follows_services_and_slices(server: ServerProcess) -> None:
         await client.close()
         await asyncio.sleep(0.1)  # let the TLS transports finish closing
     assert backend.cleaned
+
+
+async def test_health_check_node_port_answers_with_the_local_endpoint_count(server: ServerProcess) -> None:
+    client = HttpClient.from_kubeconfig(server.kubeconfig)
+    ns = "proxy-hc"
+    await client.create(NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    proxy = ServiceProxy(
+        client, Recorder(), node_name="n1", node_ips=["127.0.0.1"], health_check_host="127.0.0.1"
+    )
+    spec = {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "ports": [{"port": 80}]}
+    try:
+        await proxy.start()
+        made = await client.create(
+            SERVICES, ns, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"}, "spec": spec}
+        )
+        port = made["spec"]["healthCheckNodePort"]
+        health = proxy.health
+        assert health is not None
+        await _until("the health check port", lambda: health.ports == [port])
+
+        def endpoints(node: str) -> dict[str, Any]:
+            return {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {"name": "lb-1", "labels": {"kubernetes.io/service-name": "lb"}},
+                "addressType": "IPv4",
+                "ports": [{"port": 80, "protocol": "TCP"}],
+                "endpoints": [{"addresses": ["10.244.0.9"], "nodeName": node, "conditions": {"ready": True}}],
+            }
+
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+
+            async def ask() -> tuple[int, Any]:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as reply:
+                    return reply.status, await reply.json()
+
+            assert await ask() == (
+                503,
+                {
+                    "service": {"namespace": ns, "name": "lb"},
+                    "localEndpoints": 0,
+                    "serviceProxyHealthy": True,
+                },
+            )
+            await client.create(SLICES, ns, endpoints("n1"))
+            await _until("a local endpoint", lambda: health.checks[port].local_endpoints == 1)
+            status, body = await ask()
+            assert status == 200 and body["localEndpoints"] == 1
+            await client.delete(SLICES, ns, "lb-1")
+            await client.create(SLICES, ns, endpoints("n2"))  # the endpoint moved to another node
+            await _until("no local endpoint", lambda: health.checks[port].local_endpoints == 0)
+            assert (await ask())[0] == 503
+            await client.delete(SERVICES, ns, "lb")
+            await _until("the port closed", lambda: health.ports == [])
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await ask()
+    finally:
+        await proxy.stop(cleanup=True)
+        await client.close()
+        await asyncio.sleep(0.1)

@@ -74,6 +74,44 @@ def test_node_port_collision_and_range(http: Http, namespace: str) -> None:
     assert _create(http, namespace, _svc("np4", type="NodePort", ports=[{"port": 80, "nodePort": 30555}])).ok
 
 
+def test_health_check_node_port_for_load_balancer_with_local_policy(http: Http, namespace: str) -> None:
+    lb = _svc("hc", type="LoadBalancer", externalTrafficPolicy="Local", ports=[{"port": 80}])
+    made = _create(http, namespace, lb).json()
+    hc, node_port = made["spec"]["healthCheckNodePort"], made["spec"]["ports"][0]["nodePort"]
+    assert 30000 <= hc <= 32767 and hc != node_port
+    # A PUT that leaves it out keeps it; changing it is refused; Cluster policy releases it.
+    made["spec"].pop("healthCheckNodePort")
+    kept = _put(http, namespace, made).json()
+    assert kept["spec"]["healthCheckNodePort"] == hc
+    kept["spec"]["healthCheckNodePort"] = 31999 if hc != 31999 else 31998
+    refused = _put(http, namespace, kept)
+    assert refused.status_code == 422
+    assert "spec.healthCheckNodePort: Forbidden: field is immutable" in refused.json()["message"]
+    kept["spec"].update(healthCheckNodePort=hc, externalTrafficPolicy="Cluster")
+    cluster = _put(http, namespace, kept).json()
+    assert "healthCheckNodePort" not in cluster["spec"]
+    takes = _create(http, namespace, _svc("takes-hc", type="NodePort", ports=[{"port": 80, "nodePort": hc}]))
+    assert takes.status_code == 201, takes.text
+    # Asked for: in range, not taken, and only with LoadBalancer + Local.
+    clash = _create(
+        http,
+        namespace,
+        {**lb, "metadata": {"name": "hc2"}, "spec": {**lb["spec"], "healthCheckNodePort": hc}},
+    )
+    assert clash.status_code == 422
+    assert (
+        f"spec.healthCheckNodePort: Invalid value: {hc}: provided port is already allocated"
+        in clash.json()["message"]
+    )
+    wrong = _create(
+        http, namespace, _svc("hc3", type="NodePort", healthCheckNodePort=31000, ports=[{"port": 80}])
+    )
+    assert wrong.status_code == 422
+    assert (
+        "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'" in wrong.text
+    )
+
+
 def test_requested_cluster_ip(http: Http, namespace: str) -> None:
     first = _create(http, namespace, _svc("ip1", clusterIP="10.100.100.100", ports=[{"port": 80}]))
     assert first.status_code == 201

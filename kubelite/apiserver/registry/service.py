@@ -1,4 +1,6 @@
-"""Service strategy: ClusterIP and NodePort allocation and release, in the object's own commit."""
+"""Service strategy: ClusterIP, NodePort and health check node port allocation and release, in the
+object's own commit. The health check node port (LoadBalancer + externalTrafficPolicy Local) comes
+from the NodePort range and allocator, as in Kubernetes."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 from kubelite.api import errors
 from kubelite.api import fielderrors as fe
 from kubelite.api.errors import Cause
-from kubelite.api.service import default_service_families, validate_service_update
+from kubelite.api.service import default_service_families, needs_health_check, validate_service_update
 from kubelite.apiserver.allocators import RangeFullError
 from kubelite.apiserver.registry.base import Strategy
 from kubelite.store.interface import Op
@@ -113,38 +115,46 @@ class ServiceStrategy(Strategy):
         ops: list[Op] = []
         old_ports = set(allocated_node_ports(ospec))
         new_ports: set[int] = set()
-        name = obj["metadata"]["name"]
+        # (where the value goes, the path for errors): the ports' nodePorts, then the health check port
+        wanted: list[tuple[Obj, str, str]] = []
         if _needs_node_ports(spec):
-            first, last = self.ctx.config.node_port_range
-            ports = spec.get("ports") or []
-            for i, port in enumerate(ports):
-                np = port.get("nodePort")
-                if not np:
-                    continue
-                path = f"spec.ports[{i}].nodePort"
-                if np in new_ports:
-                    raise errors.invalid("", "Service", name, [fe.duplicate(path, np)])
-                if np not in old_ports:
-                    if not first <= np <= last:
-                        why = (
-                            "provided port is not in the valid range. "
-                            f"The range of valid ports is {first}-{last}"
-                        )
-                        raise errors.invalid("", "Service", name, [fe.invalid(path, np, why)])
-                    ops.append(self.ctx.node_ports.create_op(str(np), _owner(obj)))
-                new_ports.add(np)
-            for port in ports:
-                if port.get("nodePort"):
-                    continue
-                try:
-                    value = await self.ctx.node_ports.pick({str(p) for p in new_ports})
-                except RangeFullError:
-                    raise errors.internal("failed to allocate a nodePort: range is full") from None
-                port["nodePort"] = int(value)
-                new_ports.add(int(value))
-                ops.append(self.ctx.node_ports.create_op(value, _owner(obj)))
+            wanted += [
+                (p, "nodePort", f"spec.ports[{i}].nodePort") for i, p in enumerate(spec.get("ports") or [])
+            ]
+        if needs_health_check(spec):
+            wanted.append((spec, "healthCheckNodePort", "spec.healthCheckNodePort"))
+        for holder, key, path in wanted:
+            if holder.get(key):
+                ops += self._claim_node_port(obj, int(holder[key]), path, old_ports, new_ports)
+        for holder, key, _path in wanted:
+            if holder.get(key):
+                continue
+            try:
+                value = await self.ctx.node_ports.pick({str(p) for p in new_ports})
+            except RangeFullError:
+                raise errors.internal(f"failed to allocate a {key}: range is full") from None
+            holder[key] = int(value)
+            new_ports.add(int(value))
+            ops.append(self.ctx.node_ports.create_op(value, _owner(obj)))
         ops += [self.ctx.node_ports.release_op(str(np)) for np in old_ports - new_ports]
         return ops
+
+    def _claim_node_port(
+        self, obj: Obj, np: int, path: str, old_ports: set[int], new_ports: set[int]
+    ) -> list[Op]:
+        """A node port the client asked for: in range, not twice in this Service, reserved unless it
+        already was (a clash with another Service surfaces at commit, see ``conflict_error``)."""
+        name = obj["metadata"]["name"]
+        if np in new_ports:
+            raise errors.invalid("", "Service", name, [fe.duplicate(path, np)])
+        new_ports.add(np)
+        if np in old_ports:
+            return []
+        first, last = self.ctx.config.node_port_range
+        if not first <= np <= last:
+            why = f"provided port is not in the valid range. The range of valid ports is {first}-{last}"
+            raise errors.invalid("", "Service", name, [fe.invalid(path, np, why)])
+        return [self.ctx.node_ports.create_op(str(np), _owner(obj))]
 
     def _check_ip_in_range(self, obj: Obj, requested: str) -> None:
         cidr = ipaddress.ip_network(self.ctx.config.service_cidr)
@@ -190,14 +200,15 @@ class ServiceStrategy(Strategy):
                 )
         if key.startswith(self.ctx.node_ports.prefix):
             port = int(key[len(self.ctx.node_ports.prefix) :])
-            for i, p in enumerate(spec.get("ports") or []):
-                if p.get("nodePort") == port:
-                    return errors.invalid(
-                        "",
-                        "Service",
-                        name,
-                        [fe.invalid(f"spec.ports[{i}].nodePort", port, "provided port is already allocated")],
-                    )
+            paths = [
+                (f"spec.ports[{i}].nodePort", p.get("nodePort"))
+                for i, p in enumerate(spec.get("ports") or [])
+            ]
+            paths.append(("spec.healthCheckNodePort", spec.get("healthCheckNodePort")))
+            for path, value in paths:
+                if value == port:
+                    why = "provided port is already allocated"
+                    return errors.invalid("", "Service", name, [fe.invalid(path, port, why)])
         return None
 
 
@@ -212,6 +223,9 @@ def _keep_allocated_values(nspec: Obj, ospec: Obj) -> None:
     if both_ip and not nspec.get("clusterIP") and ospec.get("clusterIP"):
         nspec["clusterIP"] = ospec["clusterIP"]
         nspec["clusterIPs"] = list(ospec.get("clusterIPs") or [ospec["clusterIP"]])
+    both_hc = needs_health_check(nspec) and needs_health_check(ospec)
+    if both_hc and not nspec.get("healthCheckNodePort") and ospec.get("healthCheckNodePort"):
+        nspec["healthCheckNodePort"] = ospec["healthCheckNodePort"]
     if _needs_node_ports(nspec) and _needs_node_ports(ospec):
         previous = _node_ports_by_port(ospec)
         for p in nspec.get("ports") or []:
@@ -245,6 +259,9 @@ def _drop_type_dependent_fields(nspec: Obj, ospec: Obj) -> None:
             port_key = (p.get("port"), p.get("protocol", "TCP"))
             if isinstance(p, dict) and p.get("nodePort") and p.get("nodePort") == previous.get(port_key):
                 del p["nodePort"]
+    hc_unchanged = nspec.get("healthCheckNodePort") == ospec.get("healthCheckNodePort")
+    if not needs_health_check(nspec) and needs_health_check(ospec) and hc_unchanged:
+        nspec.pop("healthCheckNodePort", None)
     external = nspec.get("type") in ("NodePort", "LoadBalancer")
     if not external and nspec.get("externalTrafficPolicy") == ospec.get("externalTrafficPolicy"):
         nspec.pop("externalTrafficPolicy", None)
@@ -261,4 +278,8 @@ def allocated_ips(spec: Obj) -> list[str]:
 
 
 def allocated_node_ports(spec: Obj) -> list[int]:
-    return [int(p["nodePort"]) for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("nodePort")]
+    """Node ports this Service holds: its ports' nodePorts and its health check node port."""
+    ports = [int(p["nodePort"]) for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("nodePort")]
+    if needs_health_check(spec) and spec.get("healthCheckNodePort"):
+        ports.append(int(spec["healthCheckNodePort"]))
+    return ports
