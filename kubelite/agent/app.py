@@ -34,9 +34,11 @@ from kubelite.api.resources import INDEX
 from kubelite.client.http import HttpClient
 from kubelite.client.informer import Informer
 from kubelite.controllers.events import EventRecorder
+from kubelite.host.arp import RealArpResponder
 from kubelite.host.ip import RealIp
 from kubelite.images.catalog import ImageCatalog, prepare_busybox_bin_dir
 from kubelite.overlay import NodeRoute, Overlay, make_overlay, node_route_from, vtep_annotations
+from kubelite.proxy.announce import L2Announcer
 
 __all__ = ["AgentOptions", "run_agent"]
 
@@ -125,6 +127,17 @@ class OverlaySync:
                 await self._task
 
 
+async def _l2_announcer(opts: AgentOptions) -> L2Announcer | None:
+    """ARP answers for the LoadBalancer IPs this node is elected for, on the uplink (None if it cannot)."""
+    try:
+        responder = RealArpResponder(opts.uplink)
+        await responder.start()
+    except OSError as exc:
+        log.warning("LoadBalancer IPs will not be announced from this node (%s: %s)", opts.uplink, exc)
+        return None
+    return L2Announcer(opts.node_name, responder)
+
+
 async def run_agent(opts: AgentOptions, stop: asyncio.Event) -> None:
     client = HttpClient.from_kubeconfig(opts.kubeconfig)
     ip = RealIp()
@@ -171,6 +184,9 @@ async def run_agent(opts: AgentOptions, stop: asyncio.Event) -> None:
             from kubelite.proxy.app import ServiceProxy
             from kubelite.proxy.factory import make_backend
 
+            announcer = await _l2_announcer(opts)
+            if announcer is not None:
+                cleanups.append(announcer.responder.close)
             proxy = ServiceProxy(
                 client,
                 make_backend(opts.proxy_mode),
@@ -180,6 +196,8 @@ async def run_agent(opts: AgentOptions, stop: asyncio.Event) -> None:
                 service_cidr=opts.service_cidr,
                 services=services,
                 health_check_host="0.0.0.0",  # health check node ports answer on every node address
+                announcer=announcer,
+                nodes=nodes,
             )
             await proxy.start()
 

@@ -61,14 +61,14 @@ def enter_netns(name_or_path: str) -> None:
         os.close(fd)
 
 
-def _make_socket(path: str, family: int, kind: int) -> socket.socket:
+def _make_socket(path: str, family: int, kind: int, proto: int = 0) -> socket.socket:
     result: list[socket.socket] = []
     errors: list[BaseException] = []
 
     def work() -> None:
         try:
             enter_netns(path)  # this thread only; it ends right after
-            result.append(socket.socket(family, kind))
+            result.append(socket.socket(family, kind, proto))
         except BaseException as exc:
             errors.append(exc)
 
@@ -81,7 +81,7 @@ def _make_socket(path: str, family: int, kind: int) -> socket.socket:
 
 
 async def socket_in_netns(
-    name_or_path: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM
+    name_or_path: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM, proto: int = 0
 ) -> socket.socket:
     """A new non-blocking socket that lives in the given network namespace.
 
@@ -89,7 +89,7 @@ async def socket_in_netns(
     is refused (not root).
     """
     path = netns_path(name_or_path)
-    sock = await asyncio.to_thread(_make_socket, path, family, kind)
+    sock = await asyncio.to_thread(_make_socket, path, family, kind, proto)
     sock.setblocking(False)
     return sock
 

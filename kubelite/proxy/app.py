@@ -9,7 +9,8 @@ kube-proxy's health and metrics endpoints.
 Prometheus text with kube-proxy's metric names, including ``network_programming_duration_seconds``
 measured from the EndpointSlice ``endpoints.kubernetes.io/last-change-trigger-time`` annotation.
 With ``health_check_host``, every Service's ``healthCheckNodePort`` is served after each sync
-(:mod:`kubelite.proxy.healthcheck`).
+(:mod:`kubelite.proxy.healthcheck`); with an ``announcer`` and a Node informer, this node answers
+ARP for the LoadBalancer IPs it is elected for (:mod:`kubelite.proxy.announce`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aiohttp import web
 from kubelite.api.resources import INDEX
 from kubelite.client.informer import Informer
 from kubelite.client.interface import ApiClient
+from kubelite.proxy.announce import L2Announcer, ready_node_names
 from kubelite.proxy.backend import ProxyBackend
 from kubelite.proxy.healthcheck import HealthCheckServer, health_checks
 from kubelite.proxy.model import SERVICE_NAME_LABEL, ChangeTracker
@@ -93,10 +95,13 @@ class ServiceProxy:
         resync_interval: float = 30.0,
         services: Informer | None = None,
         health_check_host: str | None = None,
+        announcer: L2Announcer | None = None,
+        nodes: Informer | None = None,
     ) -> None:
         """``services``: a Service informer the caller already runs (the agent's, for env vars), so
         the node keeps one Service watch; without it the proxy starts and stops its own.
-        ``health_check_host``: where health check node ports listen (None: not served)."""
+        ``health_check_host``: where health check node ports listen (None: not served).
+        ``announcer`` + ``nodes`` (a Node informer the caller runs): LoadBalancer IP announcements."""
         self.backend = backend
         self.tracker = ChangeTracker(
             node_name, tuple(node_ips), service_cidr=service_cidr, cluster_cidr=cluster_cidr
@@ -113,6 +118,9 @@ class ServiceProxy:
         self.endpoint_changes = 0
         self._triggers: list[float] = []
         self._task: asyncio.Task[None] | None = None
+        self.announcer = announcer
+        self.nodes = nodes
+        self._ready_nodes: frozenset[str] = frozenset()
         self.health: HealthCheckServer | None = None
         if health_check_host is not None:
             self.health = HealthCheckServer(health_check_host, proxy_healthy=self.runner.healthy)
@@ -123,6 +131,13 @@ class ServiceProxy:
         self.service_changes += 1
         self.tracker.service(None if deleted else obj, _key(obj))
         self.runner.request()
+
+    def _node(self, *_objs: Obj) -> None:
+        """Node readiness decides who announces LoadBalancer IPs: re-elect when it changes."""
+        ready = ready_node_names(self.nodes.list()) if self.nodes is not None else frozenset()
+        if ready != self._ready_nodes:
+            self._ready_nodes = ready
+            self.runner.request()
 
     def _slice(self, obj: Obj, deleted: bool = False) -> None:
         self.endpoint_changes += 1
@@ -153,6 +168,8 @@ class ServiceProxy:
             self.programming.observe(max(now - at, 0.0))
         if self.health is not None:
             await self.health.update(health_checks(state))
+        if self.announcer is not None:
+            await self.announcer.update(state=state, ready_nodes=self._ready_nodes)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -161,6 +178,9 @@ class ServiceProxy:
             self._service, lambda _o, n: self._service(n), lambda o: self._service(o, True)
         )
         self.slices.add_handler(self._slice, lambda _o, n: self._slice(n), lambda o: self._slice(o, True))
+        if self.announcer is not None and self.nodes is not None:
+            self.nodes.add_handler(self._node, self._node, self._node)
+            self._node()
         if self._own_services:
             await self.services.start()
         await self.slices.start()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Kubectl, wait_for
-from upcluster import AGNHOST, UpCluster, running_ready, up_factory_fixture  # noqa: F401
+from upcluster import AGNHOST, UpCluster, ip_json, running_ready, up_factory_fixture  # noqa: F401
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
@@ -98,10 +98,13 @@ def test_seed_loadbalancer_and_external_ips(up_factory: Callable[..., UpCluster]
     backends(kubectl, "MyApp", 9376, [cluster.node_name(1), cluster.node_name(2)])
     for i in range(2):
         cluster.wait_pod(kubectl, "default", f"myapp-{i}", running_ready)
-    # The "router" of the node network sends these addresses to node 1 (as BGP would).
-    for ip in ("78.11.24.19", "80.11.12.10"):
-        res = cluster.in_host("ip", "route", "add", f"{ip}/32", "via", "172.30.0.11")
-        assert res.returncode == 0, res.stderr
+    # The seed's LoadBalancer IP is outside the node network: the host puts it on the node network's
+    # link (as a router on that segment would) and the elected node answers ARP for it. externalIPs
+    # are never announced (Kubernetes leaves routing them to the admin): route that one via node 1.
+    res = cluster.in_host("ip", "route", "add", "78.11.24.19/32", "dev", f"kl-{cluster.name}")
+    assert res.returncode == 0, res.stderr
+    res = cluster.in_host("ip", "route", "add", "80.11.12.10/32", "via", "172.30.0.11")
+    assert res.returncode == 0, res.stderr
     kubectl.run("apply", "-f", str(SEEDS / "003-06-service-my-service.yaml"))
     lb = wait_for(
         "the LoadBalancer address",
@@ -118,6 +121,26 @@ def test_seed_loadbalancer_and_external_ips(up_factory: Callable[..., UpCluster]
         30,
     )
     assert got in ("myapp-0", "myapp-1")
+    # The ARP answer came from exactly one node's eth0, the same one every time.
+    macs = {cluster.in_node(i, "cat", "/sys/class/net/eth0/address").stdout.strip() for i in (1, 2)}
+    neigh = ip_json("-n", cluster.host_netns, "neigh", "show", "78.11.24.19")
+    assert [n.get("lladdr") for n in neigh] and neigh[0]["lladdr"] in macs, neigh
+    # An address from the default pool on the node network needs nothing at all on the host.
+    kubectl.run("expose", "pod", "myapp-0", "--name", "pooled", "--type", "LoadBalancer", "--port", "80",
+                "--target-port", "9376")  # fmt: skip
+    pooled = wait_for(
+        "a pool address",
+        lambda: (
+            kubectl.run("get", "svc", "pooled", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}").stdout
+        ),
+    )
+    assert pooled.startswith("172.30.0.2"), pooled
+    got = wait_for(
+        "the pool address to answer",
+        lambda: cluster.in_host("curl", "-s", "--max-time", "3", f"http://{pooled}/hostname").stdout,
+        30,
+    )
+    assert got == "myapp-0"
     kubectl.run("delete", "svc", "my-service")
     kubectl.run("apply", "-f", str(SEEDS / "003-10-service-my-service.yaml"))
     got = wait_for(
