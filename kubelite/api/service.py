@@ -135,6 +135,17 @@ def validate_service_spec(obj: Obj) -> list[Cause]:
     selector = spec.get("selector")
     if selector is not None and not isinstance(selector, dict):
         causes.append(fe.invalid("spec.selector", selector, "must be a map of labels"))
+    ranges = spec.get("loadBalancerSourceRanges")
+    if ranges and stype != "LoadBalancer":
+        causes.append(
+            fe.forbidden("spec.loadBalancerSourceRanges", "may only be used when `type` is 'LoadBalancer'")
+        )
+    for i, cidr in enumerate(ranges if isinstance(ranges, list) else []):
+        try:
+            ipaddress.ip_network(str(cidr).strip(), strict=False)
+        except ValueError:
+            why = "must be a list of IP ranges. For example, 10.240.0.0/24,10.250.0.0/24 "
+            causes.append(fe.invalid(f"spec.loadBalancerSourceRanges[{i}]", cidr, why))
     hc = spec.get("healthCheckNodePort")
     if hc and not needs_health_check(spec):
         causes.append(

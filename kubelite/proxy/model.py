@@ -74,6 +74,8 @@ class ServicePort:
     internal_local: bool = False
     """internalTrafficPolicy: Local (ClusterIP)."""
     health_check_node_port: int = 0
+    source_ranges: tuple[str, ...] = ()
+    """loadBalancerSourceRanges (normalized CIDRs): only these clients may use the LoadBalancer IPs."""
 
     @property
     def has_external(self) -> bool:
@@ -182,9 +184,32 @@ def service_ports(svc: Mapping[str, Any]) -> list[ServicePort]:
                 and (external or bool(spec.get("externalIPs"))),
                 internal_local=spec.get("internalTrafficPolicy") == "Local",
                 health_check_node_port=int(spec.get("healthCheckNodePort") or 0),
+                source_ranges=_source_ranges(spec, meta) if stype == "LoadBalancer" else (),
             )
         )
     return out
+
+
+SOURCE_RANGES_ANNOTATION = "service.beta.kubernetes.io/load-balancer-source-ranges"
+
+
+def _source_ranges(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """``spec.loadBalancerSourceRanges``, else the older annotation (comma separated), as CIDRs.
+
+    Entries that are not IPv4 CIDRs are skipped (the API server refuses them in the field)."""
+    raw: Any = spec.get("loadBalancerSourceRanges") or []
+    if not raw:
+        annotation = str((meta.get("annotations") or {}).get(SOURCE_RANGES_ANNOTATION) or "")
+        raw = [part for part in annotation.split(",") if part.strip()]
+    out: list[str] = []
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            net = ipaddress.ip_network(str(item).strip(), strict=False)
+        except ValueError:
+            continue
+        if net.version == 4 and str(net) not in out:
+            out.append(str(net))
+    return tuple(out)
 
 
 def endpoints_from_slices(

@@ -82,7 +82,8 @@ def test_seed_services_reach_pods(up_factory: Callable[..., UpCluster], mode: st
         assert res.stdout in ("my-app-0", "my-app-1"), res
 
 
-def test_seed_loadbalancer_and_external_ips(up_factory: Callable[..., UpCluster]) -> None:
+@pytest.mark.parametrize("mode", ["nftables", "iptables", "userspace"])
+def test_seed_loadbalancer_and_external_ips(up_factory: Callable[..., UpCluster], mode: str) -> None:
     # The seeds hard-code clusterIP 10.0.171.239 and loadBalancerIP 78.11.24.19: give the cluster a
     # service range and a LoadBalancer pool that contain them (inside the lab only).
     cluster = up_factory(
@@ -92,6 +93,8 @@ def test_seed_loadbalancer_and_external_ips(up_factory: Callable[..., UpCluster]
             "10.0.0.0/16",
             "--loadbalancer-pool",
             "172.30.0.200-172.30.0.254,78.11.24.19/32",
+            "--proxy-mode",
+            mode,
         ),
     )
     kubectl = cluster.kubectl()
@@ -140,7 +143,21 @@ def test_seed_loadbalancer_and_external_ips(up_factory: Callable[..., UpCluster]
         lambda: cluster.in_host("curl", "-s", "--max-time", "3", f"http://{pooled}/hostname").stdout,
         30,
     )
-    assert got == "myapp-0"
+    assert got in ("myapp-0", "myapp-1")  # the exposed pod's labels select both
+
+    # loadBalancerSourceRanges: a range without the host's address (172.30.0.1) drops it; adding it
+    # lets it in.
+    def fence(ranges: list[str]) -> None:
+        patch = json.dumps({"spec": {"loadBalancerSourceRanges": ranges}})
+        kubectl.run("patch", "svc", "pooled", "--type=merge", "-p", patch)
+
+    def ask_pooled() -> str:
+        return cluster.in_host("curl", "-s", "--max-time", "1", f"http://{pooled}/hostname").stdout
+
+    fence(["203.0.113.0/24"])
+    assert wait_for("other sources to be dropped", lambda: ask_pooled() == "", 30)
+    fence(["203.0.113.0/24", "172.30.0.1/32"])
+    assert wait_for("the host to be let in", lambda: ask_pooled() in ("myapp-0", "myapp-1"), 30)
     kubectl.run("delete", "svc", "my-service")
     kubectl.run("apply", "-f", str(SEEDS / "003-10-service-my-service.yaml"))
     got = wait_for(

@@ -118,6 +118,25 @@ def test_service_defaults() -> None:
         ({"type": "NodePort", "clusterIP": "None", "ports": [{"port": 1}]}, "spec.clusterIPs[0]", "None"),
         ({"type": "Bogus"}, "spec.type", "Unsupported value"),
         ({}, "spec.ports", "Required value"),
+        (
+            {
+                "type": "LoadBalancer",
+                "ports": [{"port": 80}],
+                "loadBalancerSourceRanges": ["10.0.0.0/8", "x"],
+            },
+            "spec.loadBalancerSourceRanges[1]",
+            "must be a list of IP ranges",
+        ),
+        (
+            {"ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0/8"]},
+            "spec.loadBalancerSourceRanges",
+            "may only be used when `type` is 'LoadBalancer'",
+        ),
+        (
+            {"type": "NodePort", "ports": [{"port": 80}], "healthCheckNodePort": 31000},
+            "spec.healthCheckNodePort",
+            "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+        ),
     ],
 )
 def test_service_validation(spec: dict[str, Any], field: str, message: str) -> None:

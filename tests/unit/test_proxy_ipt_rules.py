@@ -284,3 +284,15 @@ def test_tracer_rejects_rules_it_does_not_understand() -> None:
     tr = Tracer()
     with pytest.raises(ValueError, match="does not understand"):
         tr.load("*nat\n:X - [0:0]\n-A X --weird 1 -j ACCEPT\nCOMMIT\n")
+
+
+def test_load_balancer_source_ranges_mark_other_clients_for_drop() -> None:
+    sp = port(node_port=30080, load_balancer_ips=("192.0.2.50",), source_ranges=("203.0.113.0/28",))
+    st = state((sp, eps("10.244.2.2")))
+    [allowed] = trace(st, Packet("203.0.113.9", "192.0.2.50", 80))
+    assert (allowed.verdict, allowed.dnat) == ("ACCEPT", "10.244.2.2:8080")
+    [denied] = trace(st, Packet(CLIENT, "192.0.2.50", 80))
+    assert denied.verdict == "DROP" and f"KUBE-FW-{chain_suffix(SPN)}" in denied.chains
+    # The ClusterIP and the node port are not fenced.
+    assert trace(st, Packet(CLIENT, CIP, 80))[0].dnat == "10.244.2.2:8080"
+    assert trace(st, Packet(CLIENT, NODE, 30080))[0].dnat == "10.244.2.2:8080"

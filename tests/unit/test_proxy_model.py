@@ -118,3 +118,15 @@ def test_chain_suffix_is_kube_proxys_sixteen_characters() -> None:
     assert (
         len(s) == 16 and s.isupper() and s == chain_suffix(ServicePortName("default", "web", "http", "TCP"))
     )
+
+
+def test_load_balancer_source_ranges_from_the_field_or_the_annotation() -> None:
+    lb = svc(type="LoadBalancer", loadBalancerSourceRanges=["10.1.2.3/16", " 192.0.2.0/24", "bad", "::/0"])
+    [p] = service_ports(lb)
+    assert p.source_ranges == ("10.1.0.0/16", "192.0.2.0/24")
+    annotated = svc(type="LoadBalancer")
+    annotated["metadata"]["annotations"] = {
+        "service.beta.kubernetes.io/load-balancer-source-ranges": "198.51.100.0/24, 203.0.113.7/32"
+    }
+    assert service_ports(annotated)[0].source_ranges == ("198.51.100.0/24", "203.0.113.7/32")
+    assert service_ports(svc(loadBalancerSourceRanges=["10.0.0.0/8"]))[0].source_ranges == ()

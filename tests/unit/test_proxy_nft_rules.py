@@ -201,4 +201,22 @@ def test_a_service_port_without_affinity_has_no_chain_of_its_own() -> None:
     assert sr.elements["cluster-tcp-endpoints"]["10.96.0.10 . 80 . 2"] == f"{REMOTE} . 8080"
     many = state(*((port(f"s{i}", f"10.96.0.{i}"), eps(LOCAL1, REMOTE)) for i in range(1, 50)))
     text = full_ruleset(many)
-    assert text.count("\nchain ") == 9  # reject, one picker, seven base chains: not one per service
+    assert text.count("\nchain ") == 11  # reject, one picker, nine fixed chains: not one per service
+
+
+def test_load_balancer_source_ranges_drop_other_clients_before_dnat() -> None:
+    sp = port(
+        node_port=30080,
+        load_balancer_ips=("192.0.2.50",),
+        source_ranges=("203.0.113.0/28", "198.51.100.0/24"),
+    )
+    t = tracer((sp, eps(REMOTE)))
+    for allowed in ("203.0.113.9", "198.51.100.200"):
+        assert t.trace(Packet(allowed, "192.0.2.50", 80)).dnat == f"{REMOTE}:8080"
+    denied = t.trace(Packet(OUTSIDE, "192.0.2.50", 80))
+    assert denied.verdict == "drop" and denied.chains[0] == "firewall-prerouting"
+    assert t.trace(Packet(NODE, "192.0.2.50", 80, hook="output")).verdict == "drop"
+    # Only the LoadBalancer IP is fenced: the ClusterIP and the node port still answer everyone.
+    assert t.trace(Packet(OUTSIDE, "10.96.0.10", 80)).dnat == f"{REMOTE}:8080"
+    assert t.trace(Packet(OUTSIDE, NODE, 30080)).dnat == f"{REMOTE}:8080"
+    assert service_rules(port(source_ranges=("10.0.0.0/8",)), eps(REMOTE), "10.244.0.0/16").chains == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 import pytest
@@ -39,20 +40,34 @@ REMOTE = Endpoint("10.244.2.5", 8080, node_name="n2")
 LOCAL = Endpoint("10.244.1.5", 8080, node_name="n1", is_local=True)
 
 
-def trace(rules: Mapping[ServicePortName, ServiceRules], daddr: str, proto: str, dport: int) -> str:
+def trace(
+    rules: Mapping[ServicePortName, ServiceRules],
+    daddr: str,
+    proto: str,
+    dport: int,
+    saddr: str = "172.31.0.100",
+) -> str:
     """What the table does with a new packet: 'redirect :P', 'reject', 'drop' or 'accept'."""
     chains = {name: body for r in rules.values() for name, body in r.chains}
     elements = {(e.map, e.key): e.verdict for r in rules.values() for e in r.elements}
-    verdict = None
     for kind in ("filter", "service"):  # filter hooks (priority -110) run before nat (-100)
-        verdict = verdict or elements.get((f"{kind}-ips", f"{daddr} . {proto} . {dport}"))
+        verdict = elements.get((f"{kind}-ips", f"{daddr} . {proto} . {dport}"))
         if verdict is None and daddr in NODE_IPS:
             verdict = elements.get((f"{kind}-nodeports", f"{proto} . {dport}"))
-    if verdict is None:
-        return "accept"
-    body = chains[verdict.removeprefix("goto ")]
-    rule = body[0]
-    return f"redirect :{rule.rsplit(':', 1)[1]}" if "redirect" in rule else rule
+        while verdict is not None:
+            body = chains[verdict.removeprefix("goto ")]
+            verdict = None
+            for rule in body:
+                if rule.startswith("ip saddr "):  # a source range: return (go on) or goto
+                    _ip, _saddr, cidr, action = rule.split(" ", 3)
+                    if ipaddress.ip_address(saddr) not in ipaddress.ip_network(cidr):
+                        continue
+                    if action == "return":
+                        break
+                    verdict = action
+                    break
+                return f"redirect :{rule.rsplit(':', 1)[1]}" if "redirect" in rule else rule
+    return "accept"
 
 
 class Recorder:
@@ -150,3 +165,17 @@ async def test_full_resync_keeps_listener_ports_and_cleanup_removes_everything(
 def test_a_wrong_scheduler_name_fails_at_construction() -> None:
     with pytest.raises(ValueError, match="unknown userspace proxy scheduler"):
         UserspaceBackend(scheduler="fastest", nft=FakeNft())
+
+
+async def test_load_balancer_source_ranges_drop_other_clients(backend: UserspaceBackend) -> None:
+    fenced = web(source_ranges=("203.0.113.0/28",))
+    await backend.sync(state([fenced], {WEB: (REMOTE,)}), None)
+    port = backend.listener_port(WEB)
+    assert trace(backend._rules, "172.31.0.200", "tcp", 80, saddr="203.0.113.9") == f"redirect :{port}"
+    assert trace(backend._rules, "172.31.0.200", "tcp", 80, saddr="198.51.100.1") == "drop"
+    assert trace(backend._rules, "192.0.2.7", "tcp", 80, saddr="198.51.100.1") == f"redirect :{port}"
+    await backend.sync(state([fenced], {}), frozenset({WEB}))  # no endpoints: allowed clients are refused
+    assert trace(backend._rules, "172.31.0.200", "tcp", 80, saddr="203.0.113.9").startswith(
+        "meta l4proto tcp reject"
+    )
+    assert trace(backend._rules, "172.31.0.200", "tcp", 80, saddr="198.51.100.1") == "drop"

@@ -15,6 +15,9 @@ nat table::
                     ``-m statistic --mode random --probability 1/(n-i)``, last rule unconditional
     KUBE-SVL-<h>    the same over this node's endpoints (a Local traffic policy), no masquerade
     KUBE-SEP-<h>    one endpoint: hairpin masquerade (``-s <ip>``), local pod bridge masquerade, DNAT
+    KUBE-FW-<h>     a LoadBalancer IP with loadBalancerSourceRanges: ``-s <range> -j KUBE-EXT-<h>`` per
+                    range, then KUBE-MARK-DROP (``--or-mark 0x8000``), which filter KUBE-PROXY-FIREWALL
+                    (from INPUT, FORWARD and OUTPUT) drops
     KUBE-MARK-MASQ  ``--or-mark 0x4000``;  POSTROUTING -> KUBE-POSTROUTING masquerades marked packets
 
 filter table: KUBE-SERVICES (from FORWARD and OUTPUT) and KUBE-EXTERNAL-SERVICES (from INPUT and
@@ -65,9 +68,12 @@ __all__ = [
 ]
 
 MASQ_MARK = "0x4000"
-NAT_SHARED = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-MARK-MASQ", "KUBE-POSTROUTING")
-FILTER_SHARED = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS")
-PER_SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-SEP-")
+DROP_MARK = "0x8000"
+NAT_SHARED = ("KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-MARK-MASQ", "KUBE-MARK-DROP", "KUBE-POSTROUTING")
+FILTER_SHARED = (
+    "KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"
+)  # fmt: skip
+PER_SERVICE_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-SEP-", "KUBE-FW-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,10 @@ def _jump(table: str, chain: str, comment: str, target: str, *match: str) -> Jum
 
 _NEW = ("-m", "conntrack", "--ctstate", "NEW")
 JUMPS: tuple[JumpRule, ...] = (
+    *(
+        _jump("filter", chain, "kubernetes load balancer firewall", "KUBE-PROXY-FIREWALL", *_NEW)
+        for chain in ("INPUT", "FORWARD", "OUTPUT")
+    ),
     _jump("filter", "INPUT", "kubernetes health check service ports", "KUBE-NODEPORTS"),
     _jump(
         "filter", "INPUT", "kubernetes externally-visible service portals", "KUBE-EXTERNAL-SERVICES", *_NEW
@@ -182,11 +192,13 @@ def port_rules(
         else:
             why = "has no local endpoints" if internal_block == "DROP" else "has no endpoints"
             out.filter_services.append(f'-m comment --comment "{name} {why}" {dest} -j {internal_block}')
+    firewall = f"KUBE-FW-{suffix}" if sp.source_ranges and sp.load_balancer_ips and uses_ext else ""
     for kind, ips in (("external IP", sp.external_ips), ("loadbalancer IP", sp.load_balancer_ips)):
         for ip in ips:
             dest = f"-d {ip}/32 {proto} --dport {sp.port}"
             if uses_ext:
-                out.nat_services.append(f'-m comment --comment "{name} {kind}" {dest} -j {ext}')
+                target = firewall if firewall and kind == "loadbalancer IP" else ext
+                out.nat_services.append(f'-m comment --comment "{name} {kind}" {dest} -j {target}')
             else:
                 out.filter_external.append(f'-m comment --comment "{name} {kind}" {dest} -j {external_block}')
     if sp.node_port:
@@ -226,6 +238,14 @@ def port_rules(
             )
         rules.append(f"-j {external_chain}")
         out.chains[ext] = rules
+    if firewall:
+        out.chains[firewall] = [
+            *(
+                f'-m comment --comment "{name} loadbalancer IP" -s {cidr} -j {ext}'
+                for cidr in sp.source_ranges
+            ),
+            f'-m comment --comment "{name} loadbalancer IP" -j KUBE-MARK-DROP',
+        ]
     if uses_svc:
         masq = [
             f'-m comment --comment "{name} cluster IP" -d {ip}/32 {proto} --dport {sp.port} '
@@ -278,6 +298,7 @@ def _nat_shared(state: ProxyState, options: RuleOptions) -> dict[str, list[str]]
     masq = "-j MASQUERADE --random-fully" if options.random_fully else "-j MASQUERADE"
     return {
         "KUBE-MARK-MASQ": [f"-j MARK --or-mark {MASQ_MARK}"],
+        "KUBE-MARK-DROP": [f"-j MARK --or-mark {DROP_MARK}"],
         "KUBE-POSTROUTING": [
             f"-m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN",
             f"-j MARK --xor-mark {MASQ_MARK}",
@@ -315,6 +336,10 @@ def build_rules(
         chains.update(pr.chains)
         if changed is None or spn in changed:
             rewrite.update(pr.chains)
+    filt["KUBE-PROXY-FIREWALL"] = [
+        '-m comment --comment "kubernetes load balancer firewall: source not allowed" '
+        f"-m mark --mark {DROP_MARK}/{DROP_MARK} -j DROP"
+    ]
     filt["KUBE-FORWARD"] = [
         '-m comment --comment "kubernetes forwarding rules" '
         f"-m mark --mark {MASQ_MARK}/{MASQ_MARK} -j ACCEPT",

@@ -22,6 +22,9 @@ port without session affinity has **no chain of its own**::
                  affinity timeout) per endpoint; ``ip saddr @aff-X goto sep-X`` before the draw
     nat-postrouting (priority 100): masquerade marked packets (mark 0x4000, cleared), and hairpin
                  packets (``ct status dnat ip saddr . ip daddr @hairpin``: a pod reaching itself)
+    firewall-prerouting / firewall-output (filter, priority -110, before DNAT): new connections to a
+                 LoadBalancer IP with loadBalancerSourceRanges go through ``@firewall-ips`` to the
+                 service's ``fw-<hash>`` chain: ``ip saddr <range> return`` per range, then ``drop``
     filter-prerouting / filter-output (filter, priority -10, after DNAT), new connections only
                  (prerouting, not forward: a node without a route to the service CIDR must still reject):
         @no-endpoint-services / @no-endpoint-nodeports -> reject (TCP reset / ICMP port unreachable),
@@ -84,6 +87,7 @@ _VIP_KEY = "ip daddr . th dport"
 _PORT_KEY = "th dport"
 _PROTOCOLS = ("tcp", "udp", "sctp")
 _VERDICT_MAPS = {
+    "firewall-ips": "ipv4_addr . inet_proto . inet_service : verdict",
     "service-ips": "ipv4_addr . inet_proto . inet_service : verdict",
     "service-nodeports": "inet_proto . inet_service : verdict",
     "no-endpoint-services": "ipv4_addr . inet_proto . inet_service : verdict",
@@ -115,7 +119,8 @@ class ServiceRules:
     ``elements`` maps each of the verdict and endpoint maps to its ``key : value`` pairs;
     ``shared`` names the shared picker chains it sends traffic to (with their rules, dependencies
     first); ``chains`` and ``sets`` are its own chains and affinity sets (timeout in seconds),
-    empty without session affinity; ``hairpin`` the endpoint addresses it may DNAT to.
+    empty without session affinity or source ranges; ``hairpin`` the endpoint addresses it may
+    DNAT to.
     """
 
     elements: Mapping[str, Mapping[str, str]]
@@ -250,6 +255,11 @@ def service_rules(sp: ServicePort, eps: Sequence[Endpoint], cluster_cidr: str) -
     to_cluster = to_external = ""
     if sp.affinity_seconds:
         chains, sets, to_cluster, to_external = _affinity_paths(sp, eps, cluster_cidr)
+    if sp.source_ranges and sp.load_balancer_ips:
+        firewall = f"fw-{chain_suffix(sp.name)}"
+        chains[firewall] = (*(f"ip saddr {cidr} return" for cidr in sp.source_ranges), "drop")
+        for vip in sp.load_balancer_ips:
+            elements["firewall-ips"][f"{vip} . {proto} . {sp.port}"] = f"goto {firewall}"
 
     def pick(kind: str, n: int, c: int = 0) -> str:
         if sp.affinity_seconds:
@@ -324,7 +334,13 @@ def _base_chains(state: ProxyState) -> list[str]:
     """The fixed part of the table: hooks, dispatch, reject and masquerade."""
     nat_hook = "type nat hook {} priority {}; policy accept;"
     filter_hook = "type filter hook {} priority -10; policy accept;"
+    firewall_hook = "type filter hook {} priority -110; policy accept;"  # before DNAT
     return [
+        *(
+            f"chain firewall-{hook} {{\n{firewall_hook.format(hook)}\n"
+            "ct state new ip daddr . meta l4proto . th dport vmap @firewall-ips\n}"
+            for hook in ("prerouting", "output")
+        ),
         "chain services {\nip daddr . meta l4proto . th dport vmap @service-ips\n"
         "ip daddr @node-ips meta l4proto . th dport vmap @service-nodeports\n}",
         f"chain nat-prerouting {{\n{nat_hook.format('prerouting', -100)}\njump services\n}}",

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 __all__ = ["Packet", "Trace", "Tracer", "TracerError"]
 
 
+_VERDICT, _LEAVE = "verdict", "leave"
+
+
 class TracerError(ValueError):
     """The ruleset holds something the tracer does not understand."""
 
@@ -133,6 +136,10 @@ class Tracer:
     def trace(self, packet: Packet, pick: int = 0) -> Trace:
         """Where a new connection goes; ``pick`` is what every ``numgen random`` draws."""
         p = _Packet(packet, pick)
+        if f"firewall-{packet.hook}" in self.chains:
+            self._run(p, f"firewall-{packet.hook}")
+            if p.verdict == "drop":
+                return Trace("drop", chains=tuple(p.path))
         self._run(p, "nat-prerouting" if packet.hook == "prerouting" else "nat-output")
         if p.verdict == "drop":
             return Trace("drop", chains=tuple(p.path))
@@ -145,11 +152,16 @@ class Tracer:
         return Trace("accept", p.dnat, bool(p.mark & 0x4000) or hairpin, tuple(p.path))
 
     def _run(self, p: _Packet, chain: str) -> bool:
-        """Run ``chain``; True when a terminal verdict (or goto) ended the packet's walk."""
+        """Run ``chain``; True when a terminal verdict ended the packet's walk, False when the chain
+        fell off its end or returned (its caller goes on)."""
         if chain not in self.chains:
             raise TracerError(f"no chain {chain}")
         p.path.append(chain)
-        return any(self._rule(p, rule) for rule in self.chains[chain])
+        for rule in self.chains[chain]:
+            outcome = self._rule(p, rule)
+            if outcome is not None:
+                return outcome == _VERDICT
+        return False
 
     def _match(self, p: _Packet, field_: str, neg: bool, value: str) -> bool:
         addr = p.pkt.src if field_ == "saddr" else p.pkt.dst
@@ -159,7 +171,9 @@ class Tracer:
             hit = ipaddress.ip_address(addr) in ipaddress.ip_network(value, strict=False)
         return hit != neg
 
-    def _rule(self, p: _Packet, rule: str) -> bool:
+    def _rule(self, p: _Packet, rule: str) -> str | None:
+        """None: go on with the next rule; ``_VERDICT``: the walk ended; ``_LEAVE``: this chain ended
+        (``return``, or a ``goto`` whose chain ended without a verdict)."""
         proto = p.pkt.protocol.lower()
         rest = rule
         while rest:
@@ -167,47 +181,47 @@ class Tracer:
                 rest = m.group(1)
             elif m := re.match(r"^ip daddr \. meta l4proto \. th dport vmap @(\S+)$", rest):
                 verdict = self.maps[m.group(1)].get(f"{p.pkt.dst} . {proto} . {p.pkt.dport}")
-                return self._verdict(p, verdict) if verdict else False
+                return self._verdict(p, verdict) if verdict else None
             elif m := re.match(r"^meta l4proto \. th dport vmap @(\S+)$", rest):
                 verdict = self.maps[m.group(1)].get(f"{proto} . {p.pkt.dport}")
-                return self._verdict(p, verdict) if verdict else False
+                return self._verdict(p, verdict) if verdict else None
             elif m := re.match(r"^ip (saddr|daddr) (!= )?(\S+) (.*)$", rest):
                 if not self._match(p, m.group(1), bool(m.group(2)), m.group(3)):
-                    return False
+                    return None
                 rest = m.group(4)
             elif m := re.match(r"^meta mark & (0x[0-9a-f]+) == (\S+) (.*)$", rest):
                 if p.mark & int(m.group(1), 16) != int(m.group(2), 0):
-                    return False
+                    return None
                 rest = m.group(3)
             elif m := re.match(r"^meta mark set numgen random mod (\d+)$", rest):
                 p.mark = p.pick % int(m.group(1))
-                return False
+                return None
             elif m := re.match(r"^meta mark set meta mark \| (0x[0-9a-f]+)$", rest):
                 p.mark |= int(m.group(1), 16)
-                return False
+                return None
             elif m := re.match(r"^update @(\S+) \{ ip saddr \} (.*)$", rest):
                 self.sets[m.group(1)].add(p.pkt.src)
                 rest = m.group(2)
             elif m := re.match(r"^meta l4proto (\w+) (.*)$", rest):
                 if m.group(1) != proto:
-                    return False
+                    return None
                 rest = m.group(2)
             elif m := re.match(r"^dnat ip addr \. port to (.+) map @(\S+)$", rest):
                 key = " . ".join(self._field(p, part) for part in m.group(1).split(" . "))
                 target = self.maps[m.group(2)].get(key)
                 if target is None:  # a miss ends the rule, as the kernel's lookup does
-                    return False
+                    return None
                 p.dnat = target.replace(" . ", ":")
-                return True
+                return _VERDICT
             elif m := re.match(r"^dnat to (\S+)$", rest):
                 p.dnat = m.group(1)
-                return True
+                return _VERDICT
             elif rest == "reject with tcp reset" or rest == "reject":
                 p.verdict = "reject"
-                return True
+                return _VERDICT
             else:
                 return self._verdict(p, rest)
-        return False
+        return None
 
     @staticmethod
     def _field(p: _Packet, part: str) -> str:
@@ -222,14 +236,15 @@ class Tracer:
             return str(p.pick % int(m.group(1)))
         raise TracerError(f"cannot read key field: {part!r}")
 
-    def _verdict(self, p: _Packet, verdict: str) -> bool:
+    def _verdict(self, p: _Packet, verdict: str) -> str | None:
         if verdict in ("drop", "accept"):
             p.verdict = verdict
-            return True
+            return _VERDICT
+        if verdict == "return":
+            return _LEAVE
         kind, _, chain = verdict.partition(" ")
         if kind == "jump":
-            return self._run(p, chain)
+            return _VERDICT if self._run(p, chain) else None
         if kind == "goto":
-            self._run(p, chain)
-            return True
+            return _VERDICT if self._run(p, chain) else _LEAVE
         raise TracerError(f"cannot read rule part: {verdict!r}")

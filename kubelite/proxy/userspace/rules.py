@@ -14,6 +14,8 @@ listener that proxies it (kube-proxy userspace mode's ``REDIRECT`` rules, in nft
     chain filter-prerouting, filter-output   type filter priority -110 -> filter-dispatch (ct state new)
     chain svc-<hash>       meta l4proto tcp redirect to :<cluster listener>   | reject (TCP: with tcp reset)
     chain ext-<hash>       (externalTrafficPolicy Local only) redirect to :<local-only listener> | drop
+    chain fw-<hash>        (loadBalancerSourceRanges) ``ip saddr <range> return`` per range, then drop;
+                           LB IPs reach it through ``filter-ips``
 
 nat chains reach a service chain through the ``service-*`` maps when it redirects; filter chains
 through the ``filter-*`` maps when it rejects or drops (a ``reject`` inside a nat chain only drops).
@@ -104,8 +106,19 @@ def service_rules(
     svc_maps = ips if cluster_port is not None else nodeports
     ext_maps = ips if ext_redirects else nodeports
     elements = [Element(svc_maps[0], f"{ip} . {proto} . {sp.port}", f"goto {svc}") for ip in sp.cluster_ips]
+    fenced = set(sp.load_balancer_ips) if sp.source_ranges else set()
+    if fenced:
+        # loadBalancerSourceRanges: other clients are dropped in the filter hook, before any redirect.
+        fw = f"fw-{suffix}"
+        allowed = "return" if ext_redirects else f"goto {ext}"
+        chains.append((fw, (*(f"ip saddr {cidr} {allowed}" for cidr in sp.source_ranges), "drop")))
     for ip in (*sp.external_ips, *sp.load_balancer_ips):
-        elements.append(Element(ext_maps[0], f"{ip} . {proto} . {sp.port}", f"goto {ext}"))
+        key = f"{ip} . {proto} . {sp.port}"
+        if ip in fenced:
+            elements.append(Element("filter-ips", key, f"goto fw-{suffix}"))
+            if not ext_redirects:
+                continue
+        elements.append(Element(ext_maps[0], key, f"goto {ext}"))
     if sp.node_port:
         elements.append(Element(ext_maps[1], f"{proto} . {sp.node_port}", f"goto {ext}"))
     # The same address and port may be listed twice (e.g. an external IP equal to an LB IP).
