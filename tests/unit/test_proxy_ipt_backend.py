@@ -1,15 +1,14 @@
-"""IptablesBackend against FakeIptables / FakeConntrack, and the stale UDP flow computation."""
+"""IptablesBackend against FakeIptables / FakeConntrack (the stale UDP flow computation itself is
+``kubelite.proxy.conntrack``, shared by the back ends, tested in test_proxy_conntrack.py)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
+from kubelite.host.conntrack import FakeConntrack
 from kubelite.host.iptables import FakeIptables, IptablesError, RealIptables
 from kubelite.proxy.backend import ProxyBackend
 from kubelite.proxy.iptables import IptablesBackend
-from kubelite.proxy.iptables.conntrack import FakeConntrack, StaleFlow, stale_udp_flows
 from kubelite.proxy.iptables.rules import JUMPS
 from kubelite.proxy.model import Endpoint, ProxyState, ServicePort, ServicePortName, chain_suffix
 
@@ -87,12 +86,14 @@ async def test_failed_restore_makes_the_next_sync_full() -> None:
 
 async def test_stale_udp_entries_are_deleted_after_sync() -> None:
     b, _, ct = backend()
-    await b.sync(st(dns=(ep("10.244.2.2"), ep("10.244.2.3"))), None)
-    # First sync: the service went from nothing to endpoints, so its old entries go.
-    assert ct.deleted == [("node-1", StaleFlow("10.96.0.10", 53))]
-    ct.deleted.clear()
+    await b.sync(st(dns=()), None)
+    await b.sync(st(dns=(ep("10.244.2.2"), ep("10.244.2.3"))), frozenset({DNS}))
+    # The service went from nothing to endpoints: its rejected (not DNATed) entries go.
+    assert ct.calls == [("node-1", ("-p", "udp", "--orig-dst", "10.96.0.10", "--orig-port-dst", "53"))]
+    ct.calls.clear()
     await b.sync(st(dns=(ep("10.244.2.3"),)), frozenset({DNS}))
-    assert ct.deleted == [("node-1", StaleFlow("10.96.0.10", 53, "10.244.2.2"))]
+    flow = ("-p", "udp", "--orig-dst", "10.96.0.10", "--orig-port-dst", "53", "--dst-nat", "10.244.2.2")
+    assert ct.calls == [("node-1", flow)]
 
 
 async def test_cleanup_removes_jumps_and_chains() -> None:
@@ -104,22 +105,6 @@ async def test_cleanup_removes_jumps_and_chains() -> None:
     last = fake.restored()[-1]
     assert all(f"-X {c}" in last for c in chains)
     assert "-X KUBE-POSTROUTING" in last
-
-
-def test_stale_flows() -> None:
-    old = st(dns=(ep("10.244.2.2"),), node_port=30053, external_ips=("192.168.50.7",))
-    new = dataclasses.replace(old, endpoints={WEB: (), DNS: (ep("10.244.2.3"),)})
-    assert stale_udp_flows(old, new) == [
-        StaleFlow(None, 30053, "10.244.2.2"),
-        StaleFlow("10.96.0.10", 53, "10.244.2.2"),
-        StaleFlow("192.168.50.7", 53, "10.244.2.2"),
-    ]
-    assert stale_udp_flows(old, old) == []
-    gone = dataclasses.replace(old, services={WEB: old.services[WEB]})
-    assert StaleFlow("10.96.0.10", 53, "10.244.2.2") in stale_udp_flows(old, gone)
-    assert StaleFlow("10.96.0.10", 53, "10.244.2.2").argv() == [
-        "-D", "-p", "udp", "--orig-dst", "10.96.0.10", "--orig-port-dst", "53", "--dst-nat", "10.244.2.2",
-    ]  # fmt: skip
 
 
 def test_real_runner_validates_variant() -> None:

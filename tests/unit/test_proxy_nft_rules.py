@@ -150,7 +150,9 @@ def test_output_priority_is_numeric_and_one_table() -> None:
     assert "dstnat" not in text and "srcnat" not in text
     assert text.startswith("add table ip kubelite-proxy\ndelete table ip kubelite-proxy\n")
     assert "__map" not in text and " map {" not in text  # no anonymous sets
-    assert delete_ruleset() == "add table ip kubelite-proxy\ndelete table ip kubelite-proxy\n"
+    assert delete_ruleset().startswith("add table ip kubelite-proxy\ndelete table ip kubelite-proxy\n")
+    assert "delete table ip kubelite-proxy-keep" in delete_ruleset()
+    assert text.rstrip().splitlines()[-1].startswith("table ip kubelite-proxy-keep { chain prerouting {")
 
 
 @pytest.mark.parametrize("affinity", [0, 60])

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import pytest
 
+from kubelite.host.conntrack import FakeConntrack
 from kubelite.host.nft import FakeNft
 from kubelite.proxy.model import Endpoint, ProxyState, ServicePort, ServicePortName
 from kubelite.proxy.userspace.backend import UserspaceBackend
@@ -70,17 +71,9 @@ def trace(
     return "accept"
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[tuple[str, ...], str | None]] = []
-
-    async def __call__(self, args: Sequence[str], netns: str | None) -> None:
-        self.calls.append((tuple(args), netns))
-
-
 @pytest.fixture
 async def backend() -> AsyncIterator[UserspaceBackend]:
-    b = UserspaceBackend(nft=FakeNft(), listen_ip="127.0.0.1", conntrack=Recorder())
+    b = UserspaceBackend(nft=FakeNft(), listen_ip="127.0.0.1", conntrack=FakeConntrack())
     yield b
     await b.cleanup()
 
@@ -140,13 +133,11 @@ async def test_partial_sync_touches_only_the_changed_service(backend: UserspaceB
 
 async def test_udp_service_gaining_endpoints_clears_conntrack(backend: UserspaceBackend) -> None:
     recorder = backend.conntrack
-    assert isinstance(recorder, Recorder)
+    assert isinstance(recorder, FakeConntrack)
     await backend.sync(state([dns()], {}), None)
     assert recorder.calls == []
     await backend.sync(state([dns()], {DNS: (Endpoint("10.244.2.9", 53),)}), frozenset({DNS}))
-    assert recorder.calls == [
-        (("-D", "-p", "udp", "--orig-dst", "10.96.0.10", "--orig-port-dst", "53"), None)
-    ]
+    assert recorder.calls == [(None, ("-p", "udp", "--orig-dst", "10.96.0.10", "--orig-port-dst", "53"))]
 
 
 async def test_full_resync_keeps_listener_ports_and_cleanup_removes_everything(

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 
+from kubelite.host.conntrack import ConntrackError, ConntrackRunner, RealConntrack
 from kubelite.host.iptables import IptablesError, IptablesRunner, RealIptables
-from kubelite.proxy.iptables.conntrack import ConntrackRunner, RealConntrack, stale_udp_flows
+from kubelite.proxy.conntrack import stale_flows
 from kubelite.proxy.iptables.rules import (
     JUMPS,
     RuleOptions,
@@ -74,11 +75,11 @@ class IptablesBackend:
         self.last_ruleset = ruleset
         self._healthy = True
         old, self._state = self._state, state
-        for flow in stale_udp_flows(old, state):
+        for flow in stale_flows(old, state, None if full else changed):
             try:
-                await self.conntrack.delete(flow, netns=self.netns)
-            except (OSError, RuntimeError) as exc:
-                log.warning("could not delete stale UDP conntrack entries %s: %s", flow.argv(), exc)
+                await self.conntrack.delete(flow.filters(), netns=self.netns)
+            except (ConntrackError, OSError) as exc:
+                log.warning("could not delete stale UDP conntrack entries %s: %s", flow.filters(), exc)
 
     async def cleanup(self) -> None:
         for jump in JUMPS:

@@ -40,7 +40,9 @@ Anonymous sets per service are out for the same kind of reason (the kernel scans
 allocate each one: 39 s for 10,000).
 
 A *full* sync replaces the whole table in one transaction (``add table; delete table; table {...}``):
-established connections survive (conntrack keeps their NAT), but affinity memory starts anew. A
+established connections survive (conntrack keeps their NAT, and the ``kubelite-proxy-keep`` table's
+empty nat chains keep the kernel translating them even while the main table is gone), but affinity
+memory starts anew. A
 *partial* sync touches only the changed service ports' map elements (and affinity chains and
 sets), also one transaction; :class:`Refs` counts which shared pickers and hairpin addresses are
 in use, so a partial sync never scans the other services. Hook priorities are numeric: nft
@@ -66,6 +68,7 @@ from kubelite.proxy.model import (
 
 __all__ = [
     "FAMILY",
+    "KEEP_TABLE",
     "MASQ_MARK",
     "TABLE",
     "Refs",
@@ -80,6 +83,8 @@ __all__ = [
 
 FAMILY = "ip"
 TABLE = "kubelite-proxy"
+KEEP_TABLE = "kubelite-proxy-keep"
+"""Empty nat chains on every hook, in a table of their own (see :func:`keep_table`)."""
 MASQ_MARK = 0x4000
 REJECT_CHAIN = "reject-chain"
 _T = f"{FAMILY} {TABLE}"
@@ -387,7 +392,26 @@ def full_ruleset(state: ProxyState, rules: Mapping[ServicePortName, ServiceRules
     out.extend(_map_decl(name, maps[name]) for name in _MAPS)
     out.extend(_base_chains(state))
     out.append("}")
+    out.append(keep_table())
     return "\n".join(out) + "\n"
+
+
+def keep_table() -> str:
+    """Empty nat base chains on the four nat hooks, in their own table (one line, additive).
+
+    Established connections keep their NAT in conntrack, but the kernel only translates their
+    packets at hooks where some nat chain is registered, and only tracks connections while some
+    rule uses conntrack (here a ``ct state`` match that decides nothing). Without this table,
+    deleting or flushing ``ip kubelite-proxy`` (an admin, a ``nft flush table``) would leave every
+    established service connection un-NATed until the next sync; with it they carry on, and the
+    proxy's resync restores the rest.
+    """
+    hooks = ("prerouting", "input", "output", "postrouting")
+    # The ``ct state`` match does nothing but hold conntrack: nat chains alone do not.
+    chains = " ".join(
+        f"chain {h} {{ type nat hook {h} priority 100; policy accept; ct state new; }};" for h in hooks
+    )
+    return f"table {FAMILY} {KEEP_TABLE} {{ {chains} }}"
 
 
 def all_service_rules(state: ProxyState) -> dict[ServicePortName, ServiceRules]:
@@ -471,5 +495,6 @@ def partial_ruleset(
 
 
 def delete_ruleset() -> str:
-    """Remove the table (and nothing else); harmless when it is not there."""
-    return f"add table {_T}\ndelete table {_T}\n"
+    """Remove both tables (and nothing else); harmless when they are not there."""
+    keep = f"{FAMILY} {KEEP_TABLE}"
+    return f"add table {_T}\ndelete table {_T}\nadd table {keep}\ndelete table {keep}\n"

@@ -26,14 +26,14 @@ the whole table (listeners that still serve a port keep their port number).
 from __future__ import annotations
 
 import functools
-import shutil
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from kubelite.host.conntrack import ConntrackRunner, RealConntrack
 from kubelite.host.netns import socket_in_netns
-from kubelite.host.nft import NftRunner, RealNft, netns_argv
-from kubelite.host.run import run_tool
+from kubelite.host.nft import NftRunner, RealNft
+from kubelite.proxy.conntrack import StaleFlow
 from kubelite.proxy.model import (
     Endpoint,
     ProxyState,
@@ -62,18 +62,7 @@ from kubelite.proxy.userspace.rules import (
 )
 from kubelite.proxy.userspace.schedulers import Balancer, Destination, make_scheduler
 
-__all__ = ["ConntrackRunner", "UserspaceBackend", "run_conntrack"]
-
-ConntrackRunner = Callable[[Sequence[str], str | None], Awaitable[None]]
-"""``(conntrack arguments, netns)``: run the ``conntrack`` tool (tests pass a recorder)."""
-
-
-async def run_conntrack(args: Sequence[str], netns: str | None) -> None:
-    """``conntrack ARGS`` in ``netns``; "no entry matched" (exit 1) is not an error."""
-    binary = shutil.which("conntrack") or "/usr/sbin/conntrack"
-    rc, _out, err = await run_tool([*netns_argv(netns), binary, *args], seconds=10)
-    if rc not in (0, 1):
-        raise RuntimeError(f"conntrack {' '.join(args)} failed: {err.strip()}")
+__all__ = ["UserspaceBackend"]
 
 
 @dataclass
@@ -102,7 +91,7 @@ class UserspaceBackend:
     dial_timeouts: tuple[float, ...] = DIAL_TIMEOUTS
     weights: dict[str, int] = field(default_factory=dict)
     listen_ip: str = "0.0.0.0"
-    conntrack: ConntrackRunner = run_conntrack
+    conntrack: ConntrackRunner = field(default_factory=RealConntrack)
     mode: str = "userspace"
     _listeners: dict[tuple[ServicePortName, str], _Listener] = field(default_factory=dict)
     _rules: dict[ServicePortName, ServiceRules] = field(default_factory=dict)
@@ -241,12 +230,14 @@ class UserspaceBackend:
             self._had_endpoints[spn] = has
             if sp.protocol != "UDP" or not has or had:
                 continue
-            for ip in (*sp.cluster_ips, *sp.external_ips, *sp.load_balancer_ips):
-                await self.conntrack(
-                    ["-D", "-p", "udp", "--orig-dst", ip, "--orig-port-dst", str(sp.port)], self.netns
-                )
+            flows = [
+                StaleFlow("udp", ip, sp.port)
+                for ip in (*sp.cluster_ips, *sp.external_ips, *sp.load_balancer_ips)
+            ]
             if sp.node_port:
-                await self.conntrack(["-D", "-p", "udp", "--orig-port-dst", str(sp.node_port)], self.netns)
+                flows.append(StaleFlow("udp", "", sp.node_port))
+            for flow in flows:
+                await self.conntrack.delete(flow.filters(), netns=self.netns)
 
     async def cleanup(self) -> None:
         assert self.nft is not None
