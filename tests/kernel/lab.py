@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from kubelite.host.ip import RealIp
+from kubelite.host.ip import RealIp, link_master, link_up, veth_pair
 
 PREFIX = f"kltest-{os.getpid()}-"
 _counter = itertools.count(1)
@@ -70,6 +70,14 @@ class Lab:
         """Delete one of this lab's namespaces now."""
         self.namespaces.remove(name)
         await self.ip.delete_netns(name)
+
+    async def plug(
+        self, bridge_netns: str, port: str, into: str, *, bridge: str = "br0", extra: Sequence[str] = ()
+    ) -> None:
+        """A veth from ``bridge`` in ``bridge_netns`` (that end named ``port``) to ``eth0`` in ``into``;
+        ``extra`` are more ``ip -batch`` lines for ``bridge_netns`` (e.g. hairpin on the port)."""
+        lines = [veth_pair(port, "eth0", into), link_master(port, bridge), link_up(port), *extra]
+        await self.ip.batch(lines, netns=bridge_netns)
 
     async def spawn(self, netns: str, argv: Sequence[str], **kwargs: Any) -> asyncio.subprocess.Process:
         """Start ``argv`` inside ``netns`` (``ip netns exec`` execs it, so the PID is the program's)."""

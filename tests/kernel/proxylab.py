@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from lab import Lab
 
-from kubelite.host.ip import addr_add, bridge, link_master, link_up, route_add
+from kubelite.host.ip import addr_add, bridge, link_up, route_add
 from kubelite.proxy.backend import ProxyBackend
 from kubelite.proxy.model import Endpoint, ProxyState, ServicePort, ServicePortName
 
@@ -303,15 +303,8 @@ class Cluster:
 async def _pod(cluster: Cluster, name: str) -> asyncio.subprocess.Process:
     lab, (node, address) = cluster.lab, PODS[name]
     ns, gw = await lab.netns(), address.rsplit(".", 1)[0] + ".1"
-    await lab.ip.batch(
-        [
-            f"link add v{name} type veth peer name eth0 netns {ns}",
-            link_master(f"v{name}", "cni0"),
-            link_up(f"v{name}"),
-            f"link set dev v{name} type bridge_slave hairpin on",
-        ],
-        netns=cluster.nodes[node],
-    )
+    hairpin = f"link set dev v{name} type bridge_slave hairpin on"
+    await lab.plug(cluster.nodes[node], f"v{name}", ns, bridge="cni0", extra=[hairpin])
     await lab.ip.batch(
         [link_up("lo"), addr_add(f"{address}/24", "eth0"), link_up("eth0"), route_add("default", via=gw)],
         netns=ns,
@@ -328,14 +321,7 @@ async def build(lab: Lab, make_backend: MakeBackend) -> Cluster:
     await ip.batch([link_up("lo"), bridge("br0"), link_up("br0")], netns=segment)
     for i, node in ((1, "node-1"), (2, "node-2"), (9, "client")):
         ns = await lab.netns()
-        await ip.batch(
-            [
-                f"link add s{i} type veth peer name eth0 netns {ns}",
-                link_master(f"s{i}", "br0"),
-                link_up(f"s{i}"),
-            ],
-            netns=segment,
-        )
+        await lab.plug(segment, f"s{i}", ns)
         address = CLIENT_IP if node == "client" else NODE_IPS[node]
         lines = [link_up("lo"), addr_add(f"{address}/24", "eth0"), link_up("eth0")]
         if node == "client":

@@ -18,7 +18,7 @@ import pytest
 from lab import Lab, lab_fixture, root_unchanged  # noqa: F401
 
 from kubelite.host.arp import RealArpResponder
-from kubelite.host.ip import addr_add, bridge, link_master, link_up
+from kubelite.host.ip import addr_add, bridge, link_up
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(60)]
 
@@ -51,14 +51,7 @@ async def test_the_elected_node_answers_and_a_takeover_is_announced_at_once(lab:
     spaces: dict[int, str] = {}
     for i in (1, 2, 9):
         ns = spaces[i] = await lab.netns()
-        await lab.ip.batch(
-            [
-                f"link add s{i} type veth peer name eth0 netns {ns}",
-                link_master(f"s{i}", "br0"),
-                link_up(f"s{i}"),
-            ],
-            netns=segment,
-        )
+        await lab.plug(segment, f"s{i}", ns)
         address = f"172.31.0.{100 if i == 9 else 10 + i}"
         await lab.ip.batch([link_up("lo"), addr_add(f"{address}/24", "eth0"), link_up("eth0")], netns=ns)
         if i == 9:

@@ -55,14 +55,7 @@ async def build(lab: Lab, pod_mtu: int) -> Cluster:
     layout = {1: ["p1a", "p1b"], 2: ["p2"], 3: ["p3"]}
     for i, pods in layout.items():
         node = await lab.netns()
-        await ip.batch(
-            [
-                f"link add s{i} type veth peer name eth0 netns {node}",
-                link_master(f"s{i}", "br0"),
-                link_up(f"s{i}"),
-            ],
-            netns=segment,
-        )
+        await lab.plug(segment, f"s{i}", node)
         await ip.batch(
             [
                 link_up("lo"),
