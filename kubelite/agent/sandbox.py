@@ -32,6 +32,7 @@ from pathlib import Path
 
 from kubelite.host.ip import IpRunner
 from kubelite.host.netns import netns_path
+from kubelite.host.procs import alive, kill_tree
 
 __all__ = ["Sandbox", "SandboxError", "kill_process_tree", "start_pause", "stop_pause"]
 
@@ -142,48 +143,17 @@ def _read_until_ready(fd: int, timeout: float) -> str:
     return data.decode(errors="replace").strip()
 
 
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-                found.extend(int(p) for p in f.read().split())
-    return found
-
-
 def kill_process_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     """Signal ``pid`` and all its descendants (which this agent started through it)."""
-    stack, seen = [pid], []
-    while stack:
-        p = stack.pop()
-        seen.append(p)
-        stack.extend(_children(p))
-    for p in seen:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(p, sig)
+    kill_tree(pid, sig)
 
 
 async def stop_pause(pid: int) -> None:
-    if pid <= 0 or not _process_exists(pid):
+    if pid <= 0 or not alive(pid):
         return
-    kill_process_tree(pid)
-    for _ in range(100):
-        # The agent is the parent: reap it, or wait until another reaper did.
-        with contextlib.suppress(ChildProcessError):
-            done, _status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 - WNOHANG does not block
-            if done:
-                return
-        if not _process_exists(pid):
+    kill_tree(pid)
+    for _ in range(100):  # the agent is the parent: alive() reaps it, or another reaper did
+        if not alive(pid):
             return
         await asyncio.sleep(0.02)
 

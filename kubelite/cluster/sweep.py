@@ -8,17 +8,16 @@ pod namespace was started by that cluster's agents, so it is ended by its PID.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import os
-import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kubelite.host.ip import IpRunner
 from kubelite.host.netns import netns_path
+from kubelite.host.procs import alive, kill_and_wait
 
 __all__ = ["UpState", "pids_in_netns", "sweep"]
 
@@ -63,36 +62,14 @@ def pids_in_netns(name: str) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
-        if f.read().split(") ", 1)[-1].startswith("Z"):
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-            return False
-    return True
-
-
 async def _kill_all(pids: list[int], seconds: float = 5.0) -> None:
-    pids = [p for p in pids if p != os.getpid()]  # `kubelite up` itself may run in the host netns
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while any(_alive(p) for p in pids) and loop.time() < deadline:
-        await asyncio.sleep(0.05)
+    await kill_and_wait([p for p in pids if p != os.getpid()], seconds)  # `up` may run in the host netns
 
 
 async def sweep(state: UpState, ip: IpRunner) -> list[str]:
     """Kill the cluster's processes, delete its namespaces, bridge and host namespace; return problems."""
     problems: list[str] = []
-    await _kill_all([p for p in state.pids if _alive(p)])
+    await _kill_all([p for p in state.pids if alive(p)])
     ours = [n for n in await ip.list_netns() if state.netns_prefix and n.startswith(state.netns_prefix)]
     # Pods' namespaces first (their names extend their node's), then the nodes'.
     ours.sort(key=len, reverse=True)
