@@ -138,7 +138,98 @@ def _no_cached_result(net: NetworkConfigList, rt: RuntimeConf) -> CniError:
     )
 
 
-class InProcessCni:
+async def _exec_in_chain(
+    pc: PluginConfig,
+    command: str,
+    inp: PluginInput,
+    rt: RuntimeConf,
+    dirs: tuple[str, ...],
+    host_netns: str | None,
+    time_limit: float = 60.0,
+) -> CniResult | None:
+    """Execute ``pc``'s plugin binary from ``dirs``; ADD's parsed result, None for DEL and CHECK."""
+    call = PluginCall(command, rt.container_id, rt.netns, rt.ifname, rt.cni_args(), dirs)
+    out = await exec_plugin(
+        find_plugin(pc.type, dirs), call, inp.stdin(), wrap=netns_argv(host_netns), time_limit=time_limit
+    )
+    if command != "ADD":
+        return None
+    if out is None:
+        raise CniError(ErrorCode.INTERNAL, "ADD printed no result", plugin=pc.type)
+    return CniResult.from_json(out, f"{pc.type} result")
+
+
+class _Chain:
+    """The conflist semantics every runner shares: ADD in order with prevResult, DEL in reverse
+    (every plugin runs, the first error is reported), CHECK with the cached result, a failed ADD
+    undone by a DEL, results cached. Subclasses say how one plugin runs within one call
+    (``_begin`` a call's context, ``_call`` a plugin, ``_end`` the call, ``_abandon`` a failed ADD)."""
+
+    cache: ResultCache
+
+    def _begin(self, command: str, rt: RuntimeConf) -> CallContext | None:
+        return None
+
+    async def _call(
+        self, ctx: CallContext | None, pc: PluginConfig, command: str, inp: PluginInput, rt: RuntimeConf
+    ) -> CniResult | None:
+        raise NotImplementedError
+
+    async def _end(self, ctx: CallContext | None, command: str) -> None:
+        return None
+
+    def _abandon(self, ctx: CallContext | None) -> None:
+        return None
+
+    async def add(self, net: NetworkConfigList, rt: RuntimeConf) -> CniResult:
+        ctx = self._begin("ADD", rt)
+        prev: CniResult | None = None
+        try:
+            for pc in net.plugins:
+                prev = await self._call(ctx, pc, "ADD", PluginInput.for_chain(net, pc, rt, prev), rt)
+            await self._end(ctx, "ADD")
+        except BaseException:
+            self._abandon(ctx)
+            with contextlib.suppress(Exception):
+                await self.delete(net, rt, prev_result=prev)
+            raise
+        assert prev is not None
+        result = replace(prev, cni_version=net.cni_version)
+        self.cache.put(net, rt, result)
+        return result
+
+    async def delete(
+        self, net: NetworkConfigList, rt: RuntimeConf, *, prev_result: CniResult | None = None
+    ) -> None:
+        prev = prev_result or self.cache.get(net, rt)
+        ctx = self._begin("DEL", rt)
+        errors: list[CniError] = []
+        for pc in reversed(net.plugins):
+            try:
+                await self._call(ctx, pc, "DEL", PluginInput.for_chain(net, pc, rt, prev), rt)
+            except CniError as exc:
+                errors.append(exc)
+        try:
+            await self._end(ctx, "DEL")
+        except CniError as exc:
+            errors.append(exc)
+        if errors:
+            raise errors[0]
+        self.cache.remove(net, rt)
+
+    async def check(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
+        if not _check_allowed(net):
+            return
+        prev = self.cache.get(net, rt)
+        if prev is None:
+            raise _no_cached_result(net, rt)
+        ctx = self._begin("CHECK", rt)
+        for pc in net.plugins:
+            await self._call(ctx, pc, "CHECK", PluginInput.for_chain(net, pc, rt, prev), rt)
+        await self._end(ctx, "CHECK")
+
+
+class InProcessCni(_Chain):
     """Runs kubelite's plugins as coroutines in this process (see the module docstring)."""
 
     def __init__(
@@ -158,7 +249,7 @@ class InProcessCni:
         self.cache = cache or ResultCache()
         self.state = state or PluginState()
 
-    def _context(self, command: str, rt: RuntimeConf) -> CallContext:
+    def _begin(self, command: str, rt: RuntimeConf) -> CallContext:
         return CallContext(
             command=command,
             container_id=rt.container_id,
@@ -173,8 +264,9 @@ class InProcessCni:
         )
 
     async def _call(
-        self, ctx: CallContext, pc: PluginConfig, command: str, inp: PluginInput, rt: RuntimeConf
+        self, ctx: CallContext | None, pc: PluginConfig, command: str, inp: PluginInput, rt: RuntimeConf
     ) -> CniResult | None:
+        assert ctx is not None
         plugin = self.plugins.get(pc.type)
         if plugin is not None:
             return await call_plugin(plugin, pc.type, command, inp, ctx)
@@ -186,17 +278,10 @@ class InProcessCni:
                 plugin=pc.type,
             )
         await ctx.flush()  # an executable must see what the plugins before it did
-        call = PluginCall(command, rt.container_id, rt.netns, rt.ifname, rt.cni_args(), self.cni_path)
-        out = await exec_plugin(
-            find_plugin(pc.type, self.cni_path), call, inp.stdin(), wrap=netns_argv(self.host_netns)
-        )
-        if command != "ADD":
-            return None
-        if out is None:
-            raise CniError(ErrorCode.INTERNAL, "ADD printed no result", plugin=pc.type)
-        return CniResult.from_json(out, f"{pc.type} result")
+        return await _exec_in_chain(pc, command, inp, rt, self.cni_path, self.host_netns)
 
-    async def _flush(self, ctx: CallContext, command: str) -> None:
+    async def _end(self, ctx: CallContext | None, command: str) -> None:
+        assert ctx is not None
         try:
             await ctx.flush()
         except CniError:
@@ -206,55 +291,12 @@ class InProcessCni:
                 ErrorCode.INTERNAL, f"{command} failed applying the queued changes: {exc}"
             ) from exc
 
-    async def add(self, net: NetworkConfigList, rt: RuntimeConf) -> CniResult:
-        ctx = self._context("ADD", rt)
-        prev: CniResult | None = None
-        try:
-            for pc in net.plugins:
-                prev = await self._call(ctx, pc, "ADD", PluginInput.for_chain(net, pc, rt, prev), rt)
-            await self._flush(ctx, "ADD")
-        except BaseException:
+    def _abandon(self, ctx: CallContext | None) -> None:
+        if ctx is not None:
             ctx.discard()
-            with contextlib.suppress(Exception):
-                await self.delete(net, rt, prev_result=prev)
-            raise
-        assert prev is not None
-        result = replace(prev, cni_version=net.cni_version)
-        self.cache.put(net, rt, result)
-        return result
-
-    async def delete(
-        self, net: NetworkConfigList, rt: RuntimeConf, *, prev_result: CniResult | None = None
-    ) -> None:
-        prev = prev_result or self.cache.get(net, rt)
-        ctx = self._context("DEL", rt)
-        errors: list[CniError] = []
-        for pc in reversed(net.plugins):
-            try:
-                await self._call(ctx, pc, "DEL", PluginInput.for_chain(net, pc, rt, prev), rt)
-            except CniError as exc:
-                errors.append(exc)
-        try:
-            await self._flush(ctx, "DEL")
-        except CniError as exc:
-            errors.append(exc)
-        if errors:
-            raise errors[0]
-        self.cache.remove(net, rt)
-
-    async def check(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
-        if not _check_allowed(net):
-            return
-        prev = self.cache.get(net, rt)
-        if prev is None:
-            raise _no_cached_result(net, rt)
-        ctx = self._context("CHECK", rt)
-        for pc in net.plugins:
-            await self._call(ctx, pc, "CHECK", PluginInput.for_chain(net, pc, rt, prev), rt)
-        await self._flush(ctx, "CHECK")
 
 
-class ExecCni:
+class ExecCni(_Chain):
     """Executes plugin binaries found in ``plugin_dirs`` (see the module docstring)."""
 
     def __init__(
@@ -270,59 +312,10 @@ class ExecCni:
         self.cache = cache or ResultCache()
         self.timeout = timeout
 
-    async def _exec(
-        self, pc: PluginConfig, command: str, inp: PluginInput, rt: RuntimeConf
+    async def _call(
+        self, ctx: CallContext | None, pc: PluginConfig, command: str, inp: PluginInput, rt: RuntimeConf
     ) -> CniResult | None:
-        call = PluginCall(command, rt.container_id, rt.netns, rt.ifname, rt.cni_args(), self.plugin_dirs)
-        out = await exec_plugin(
-            find_plugin(pc.type, self.plugin_dirs),
-            call,
-            inp.stdin(),
-            wrap=netns_argv(self.host_netns),
-            time_limit=self.timeout,
-        )
-        if command != "ADD":
-            return None
-        if out is None:
-            raise CniError(ErrorCode.INTERNAL, "ADD printed no result", plugin=pc.type)
-        return CniResult.from_json(out, f"{pc.type} result")
-
-    async def add(self, net: NetworkConfigList, rt: RuntimeConf) -> CniResult:
-        prev: CniResult | None = None
-        try:
-            for pc in net.plugins:
-                prev = await self._exec(pc, "ADD", PluginInput.for_chain(net, pc, rt, prev), rt)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await self.delete(net, rt, prev_result=prev)
-            raise
-        assert prev is not None
-        result = replace(prev, cni_version=net.cni_version)
-        self.cache.put(net, rt, result)
-        return result
-
-    async def delete(
-        self, net: NetworkConfigList, rt: RuntimeConf, *, prev_result: CniResult | None = None
-    ) -> None:
-        prev = prev_result or self.cache.get(net, rt)
-        errors: list[CniError] = []
-        for pc in reversed(net.plugins):
-            try:
-                await self._exec(pc, "DEL", PluginInput.for_chain(net, pc, rt, prev), rt)
-            except CniError as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
-        self.cache.remove(net, rt)
-
-    async def check(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
-        if not _check_allowed(net):
-            return
-        prev = self.cache.get(net, rt)
-        if prev is None:
-            raise _no_cached_result(net, rt)
-        for pc in net.plugins:
-            await self._exec(pc, "CHECK", PluginInput.for_chain(net, pc, rt, prev), rt)
+        return await _exec_in_chain(pc, command, inp, rt, self.plugin_dirs, self.host_netns, self.timeout)
 
 
 def install_plugin_executables(directory: str | Path, python: str | None = None) -> list[Path]:
