@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from kubelite.host.run import run_tool
+from kubelite.host.run import ToolError, run_tool
 
 __all__ = [
     "FakeIp",
@@ -50,7 +50,7 @@ _NETNS = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _BATCH_FAILED = re.compile(r"Command failed (?:-|\S+):(\d+)")
 
 
-class HostCommandError(RuntimeError):
+class HostCommandError(ToolError):
     """An ``ip`` command failed. ``command`` is the failing command line, ``stderr`` ip's message."""
 
     def __init__(
@@ -62,13 +62,10 @@ class HostCommandError(RuntimeError):
         netns: str | None = None,
         line: int | None = None,
     ) -> None:
-        self.command = command
-        self.stderr = stderr.strip()
-        self.returncode = returncode
-        self.netns = netns
         self.line = line
         where = f" (line {line} of a batch)" if line is not None else ""
-        super().__init__(f"ip command failed{where}: {command!r}: {self.stderr or f'exit {returncode}'}")
+        message = f"ip command failed{where}: {command!r}: {self.detail(stderr, returncode)}"
+        super().__init__(message, command, stderr, returncode=returncode, netns=netns)
 
 
 # --------------------------------------------------------------------------- validation

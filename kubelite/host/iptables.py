@@ -31,23 +31,19 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from kubelite.host.nft import netns_argv
-from kubelite.host.run import run_tool
+from kubelite.host.run import ToolError, run_tool
 
 __all__ = ["FakeIptables", "IptablesCall", "IptablesError", "IptablesRunner", "RealIptables"]
 
 _VARIANTS = ("nft", "legacy")
 
 
-class IptablesError(RuntimeError):
+class IptablesError(ToolError):
     """An iptables tool failed: ``command`` is what ran, ``stderr`` its message."""
 
     def __init__(self, command: str, stderr: str, *, returncode: int | None = None, netns: str | None = None):
-        self.command = command
-        self.stderr = stderr.strip()
-        self.returncode = returncode
-        self.netns = netns
-        where = f" in network namespace {netns}" if netns else ""
-        super().__init__(f"{command} failed{where}: {self.stderr or f'exit {returncode}'}")
+        message = f"{command} failed{self.where(netns)}: {self.detail(stderr, returncode)}"
+        super().__init__(message, command, stderr, returncode=returncode, netns=netns)
 
 
 @runtime_checkable

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from kubelite.host.netns import netns_path
-from kubelite.host.run import run_tool
+from kubelite.host.run import ToolError, run_tool
 
 __all__ = ["FakeNft", "NftCall", "NftError", "NftRunner", "RealNft", "netns_argv"]
 
@@ -38,16 +38,12 @@ _TABLE_LINE = re.compile(
 )
 
 
-class NftError(RuntimeError):
+class NftError(ToolError):
     """``nft`` failed: ``command`` is what ran (``nft -f -`` or ``nft ARGS``), ``stderr`` nft's message."""
 
     def __init__(self, command: str, stderr: str, *, returncode: int | None = None, netns: str | None = None):
-        self.command = command
-        self.stderr = stderr.strip()
-        self.returncode = returncode
-        self.netns = netns
-        where = f" in network namespace {netns}" if netns else ""
-        super().__init__(f"nft command failed{where}: {command!r}: {self.stderr or f'exit {returncode}'}")
+        message = f"nft command failed{self.where(netns)}: {command!r}: {self.detail(stderr, returncode)}"
+        super().__init__(message, command, stderr, returncode=returncode, netns=netns)
 
 
 def netns_argv(netns: str | None, nsenter: str = "nsenter") -> list[str]:

@@ -3,7 +3,7 @@
 Every runner in ``kubelite.host`` (and the CNI and proxy code that shells out) starts its tool the
 same way: optional standard input, captured output, a time limit, and the process killed by its
 handle if the caller is cancelled or the limit passes. This is that one way; callers turn the exit
-code and messages into their own errors.
+code and messages into their own errors, subclasses of :class:`ToolError`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-__all__ = ["run_tool"]
+__all__ = ["ToolError", "run_tool"]
+
+
+class ToolError(RuntimeError):
+    """A host tool failed: ``command`` is what ran, ``stderr`` its message (stripped), ``returncode``
+    its exit code and ``netns`` the namespace it ran in. Subclasses word the message."""
+
+    def __init__(
+        self, message: str, command: str, stderr: str, *, returncode: int | None, netns: str | None
+    ) -> None:
+        self.command = command
+        self.stderr = stderr.strip()
+        self.returncode = returncode
+        self.netns = netns
+        super().__init__(message)
+
+    @staticmethod
+    def detail(stderr: str, returncode: int | None) -> str:
+        """What to say after the command: the tool's message, else its exit code."""
+        return stderr.strip() or f"exit {returncode}"
+
+    @staticmethod
+    def where(netns: str | None) -> str:
+        return f" in network namespace {netns}" if netns else ""
 
 
 async def run_tool(
