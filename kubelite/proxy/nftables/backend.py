@@ -85,8 +85,9 @@ class NftablesBackend:
         self._rules = None  # unknown until the transaction succeeds
         if changed is None or old_rules is None or old_state is None:
             rules = all_service_rules(state)
-            await self.nft.apply(full_ruleset(state, rules), netns=self.netns)
-            self._refs = count_refs(rules.values())
+            refs = count_refs(rules.values())
+            await self.nft.apply(full_ruleset(state, rules, refs), netns=self.netns)
+            self._refs = refs
             self.full_syncs += 1
         else:
             rules = dict(old_rules)

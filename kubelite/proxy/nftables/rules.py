@@ -363,18 +363,24 @@ def _base_chains(state: ProxyState) -> list[str]:
     ]
 
 
-def full_ruleset(state: ProxyState, rules: Mapping[ServicePortName, ServiceRules] | None = None) -> str:
+def full_ruleset(
+    state: ProxyState,
+    rules: Mapping[ServicePortName, ServiceRules] | None = None,
+    refs: Refs | None = None,
+) -> str:
     """The whole table, replacing whatever is there, in one transaction.
 
-    ``rules`` are the per-service rules when the caller already computed them (``service_rules``
-    for every service port of ``state``).
+    ``rules`` are the per-service rules and ``refs`` their :func:`count_refs` when the caller
+    already computed them (``service_rules`` for every service port of ``state``).
     """
     if rules is None:
         rules = all_service_rules(state)
+    if refs is None:
+        refs = count_refs(rules.values())
     out = [f"add table {_T}", f"delete table {_T}", f"table {_T} {{"]
     node_ips = _elements(state.node_ips)
     out.append(f"set node-ips {{ type ipv4_addr;{f' elements = {{ {node_ips} }};' if node_ips else ''} }}")
-    hairpin = _elements(f"{ip} . {ip}" for ip in sorted(count_refs(rules.values()).hairpin))
+    hairpin = _elements(f"{ip} . {ip}" for ip in sorted(refs.hairpin))
     out.append(
         f"set hairpin {{ type ipv4_addr . ipv4_addr;{f' elements = {{ {hairpin} }};' if hairpin else ''} }}"
     )
