@@ -126,6 +126,17 @@ def _canonical_header(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
+def _status_code(code_text: str, default: int) -> int | Response:
+    """The ``code`` argument of /echo and /redirect (``default`` when empty), or agnhost's answer
+    to one that is not an integer."""
+    if not code_text:
+        return default
+    try:
+        return int(code_text)
+    except ValueError:
+        return Response(200, f"argument 'code' must be an integer or empty, got {_go_quote(code_text)}\n")
+
+
 def _http_error(status: int, message: str) -> Response:
     """Go's ``http.Error``: the message and a newline, as plain text."""
     headers = [("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff")]
@@ -176,16 +187,11 @@ class Netexec:
     def echo(self, request: Request) -> Response:
         msg, code_text = request.form_value("msg"), request.form_value("code")
         log(f"GET /echo?msg={msg}&code={code_text}")
-        status = 200
-        if code_text:
-            try:
-                status = int(code_text)
-            except ValueError:
-                return Response(
-                    200, f"argument 'code' must be an integer or empty, got {_go_quote(code_text)}\n"
-                )
-            if not 100 <= status <= 999:
-                return _http_error(400, f"invalid status code {status}")
+        status = _status_code(code_text, 200)
+        if isinstance(status, Response):
+            return status
+        if not 100 <= status <= 999:
+            return _http_error(400, f"invalid status code {status}")
         return Response(status, msg)
 
     def clientip(self, request: Request) -> Response:
@@ -224,14 +230,9 @@ class Netexec:
     def redirect(self, request: Request) -> Response:
         location, code_text = request.form_value("location"), request.form_value("code")
         log(f"{request.method} /redirect?msg={location}&code={code_text}")
-        status = 302
-        if code_text:
-            try:
-                status = int(code_text)
-            except ValueError:
-                return Response(
-                    200, f"argument 'code' must be an integer or empty, got {_go_quote(code_text)}\n"
-                )
+        status = _status_code(code_text, 302)
+        if isinstance(status, Response):
+            return status
         headers = [("Location", location)]
         if request.method not in ("GET", "HEAD"):
             return Response(status, b"", headers)
