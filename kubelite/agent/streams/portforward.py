@@ -16,7 +16,6 @@ WebSocket "v4.channel.k8s.io" / ""  ``?ports=a,b``: channel 2i is port i's data,
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import struct
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from kubelite.agent.streams.interface import ByteConn, StreamError
-from kubelite.agent.streams.remotecommand import QueueSource, receive_channels
+from kubelite.agent.streams.remotecommand import QueueSource, WsSender, close_websocket, receive_channels
 from kubelite.agent.streams.spdy import Headers, SpdySession, SpdyStream
 
 __all__ = [
@@ -210,17 +209,7 @@ async def serve_websocket(
 ) -> None:
     """The WebSocket channel protocol: one connection per requested port, for the connection's life."""
     b64 = "base64" in protocol
-    lock = asyncio.Lock()
-
-    async def send(channel: int, data: bytes) -> None:
-        async with lock:
-            if ws.closed:
-                raise ConnectionResetError("the WebSocket is closed")
-            if b64:
-                await ws.send_str(chr(ord("0") + channel) + base64.b64encode(data).decode())
-            else:
-                await ws.send_bytes(bytes([channel]) + data)
-
+    send = WsSender(ws, b64).send
     sources = {2 * i: QueueSource() for i in range(len(ports))}
     receiver = asyncio.create_task(receive_channels(ws, b64, sources, v5=False))
     try:
@@ -234,11 +223,7 @@ async def serve_websocket(
     except (ConnectionError, OSError):
         pass
     finally:
-        with contextlib.suppress(ConnectionError, OSError):
-            await ws.close()
-        receiver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receiver
+        await close_websocket(ws, receiver)
 
 
 async def _forward_channel(

@@ -42,9 +42,13 @@ from kubelite.agent.streams.spdy import SpdySession, SpdyStream
 __all__ = [
     "SPDY_PROTOCOLS",
     "WEBSOCKET_PROTOCOLS",
+    "QueueSource",
     "StreamOptions",
+    "WsSender",
+    "close_websocket",
     "exit_status",
     "negotiate",
+    "receive_channels",
     "serve_spdy",
     "serve_websocket",
 ]
@@ -312,7 +316,7 @@ async def _accept_streams(
 # --- WebSocket -------------------------------------------------------------------------------------
 
 
-class _WsSender:
+class WsSender:
     """Serialises channel messages onto the WebSocket (base64 protocols send text)."""
 
     def __init__(self, ws: web.WebSocketResponse, b64: bool) -> None:
@@ -331,7 +335,7 @@ class _WsSender:
 
 
 class _WsSink:
-    def __init__(self, sender: _WsSender, channel: int) -> None:
+    def __init__(self, sender: WsSender, channel: int) -> None:
         self._sender = sender
         self._channel = channel
 
@@ -379,6 +383,15 @@ def decode_message(msg_type: WSMsgType, data: Any, b64: bool) -> tuple[int, byte
     return raw[0], raw[1:]
 
 
+async def close_websocket(ws: web.WebSocketResponse, receiver: asyncio.Task[None]) -> None:
+    """End a channel-protocol WebSocket: close it (a peer already gone is fine) and stop its reader."""
+    with contextlib.suppress(ConnectionError, OSError):
+        await ws.close()
+    receiver.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await receiver
+
+
 async def receive_channels(
     ws: web.WebSocketResponse, b64: bool, sources: Mapping[int, QueueSource], *, v5: bool
 ) -> None:
@@ -406,7 +419,7 @@ async def serve_websocket(
 ) -> None:
     """Serve one exec/attach on a prepared WebSocket that negotiated ``protocol`` ("" = v1 binary)."""
     b64 = "base64" in protocol
-    sender = _WsSender(ws, b64)
+    sender = WsSender(ws, b64)
     stdin = QueueSource() if opts.stdin else None
     resize = QueueSource()
     sources = {RESIZE: resize, **({STDIN: stdin} if stdin is not None else {})}
@@ -434,8 +447,4 @@ async def serve_websocket(
     except (ConnectionError, OSError):
         pass
     finally:
-        with contextlib.suppress(ConnectionError, OSError):
-            await ws.close()
-        receiver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receiver
+        await close_websocket(ws, receiver)
