@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from kubelite.host.netns import in_netns
 from kubelite.host.nft import netns_argv
 from kubelite.host.run import run_tool
 
@@ -56,8 +57,7 @@ class RealConntrack:
             return int(match.group(1))
         if rc == 0:
             return 0
-        where = f" in network namespace {netns}" if netns else ""
-        raise ConntrackError(f"conntrack -D {' '.join(filters)} failed{where}: {text.strip()}")
+        raise ConntrackError(f"conntrack -D {' '.join(filters)} failed{in_netns(netns)}: {text.strip()}")
 
 
 @dataclass

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from kubelite.host.netns import in_netns
 from kubelite.host.nft import netns_argv
 from kubelite.host.run import ToolError, run_tool
 
@@ -42,7 +43,7 @@ class IptablesError(ToolError):
     """An iptables tool failed: ``command`` is what ran, ``stderr`` its message."""
 
     def __init__(self, command: str, stderr: str, *, returncode: int | None = None, netns: str | None = None):
-        message = f"{command} failed{self.where(netns)}: {self.detail(stderr, returncode)}"
+        message = f"{command} failed{in_netns(netns)}: {self.detail(stderr, returncode)}"
         super().__init__(message, command, stderr, returncode=returncode, netns=netns)
 
 

@@ -38,6 +38,11 @@ CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = Path("/run/netns")
 
 
+def in_netns(netns: str | None) -> str:
+    """`` in network namespace NAME`` for messages about ``netns`` ("" for this process's own)."""
+    return f" in network namespace {netns}" if netns else ""
+
+
 def netns_path(name_or_path: str) -> str:
     """``/run/netns/NAME`` for a name made by ``ip netns add``; a path (``/proc/PID/ns/net``) is kept."""
     if "/" in name_or_path:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from kubelite.host.netns import netns_path
+from kubelite.host.netns import in_netns, netns_path
 from kubelite.host.run import ToolError, run_tool
 
 __all__ = ["FakeNft", "NftCall", "NftError", "NftRunner", "RealNft", "netns_argv"]
@@ -42,7 +42,7 @@ class NftError(ToolError):
     """``nft`` failed: ``command`` is what ran (``nft -f -`` or ``nft ARGS``), ``stderr`` nft's message."""
 
     def __init__(self, command: str, stderr: str, *, returncode: int | None = None, netns: str | None = None):
-        message = f"nft command failed{self.where(netns)}: {command!r}: {self.detail(stderr, returncode)}"
+        message = f"nft command failed{in_netns(netns)}: {command!r}: {self.detail(stderr, returncode)}"
         super().__init__(message, command, stderr, returncode=returncode, netns=netns)
 
 

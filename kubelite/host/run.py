@@ -32,10 +32,6 @@ class ToolError(RuntimeError):
         """What to say after the command: the tool's message, else its exit code."""
         return stderr.strip() or f"exit {returncode}"
 
-    @staticmethod
-    def where(netns: str | None) -> str:
-        return f" in network namespace {netns}" if netns else ""
-
 
 async def run_tool(
     argv: Sequence[str], stdin: bytes | None = None, *, seconds: float

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from kubelite.host.ip import HostCommandError, IpRunner, RealIp
+from kubelite.host.netns import in_netns
 from kubelite.overlay.diff import (
     Plan,
     foreign_destinations,
@@ -38,13 +39,28 @@ from kubelite.overlay.diff import (
 )
 from kubelite.overlay.model import ROUTE_PROTOCOL, KernelState
 
-__all__ = ["BridgeRunner", "OverlayError", "StateSync", "load_json", "log_skipped", "real_bridge"]
+__all__ = [
+    "BridgeRunner",
+    "OverlayError",
+    "StateSync",
+    "load_json",
+    "log_skipped",
+    "missing_uplink",
+    "real_bridge",
+]
 
 log = logging.getLogger(__name__)
 
 
 class OverlayError(RuntimeError):
     """The overlay could not be set up or synced; the message says what failed and what to do."""
+
+
+def missing_uplink(node: str, uplink: str, node_ip: str, netns: str | None) -> OverlayError:
+    return OverlayError(
+        f"node {node}: the uplink {uplink} does not exist{in_netns(netns)}; "
+        f"pass the interface that carries the node IP {node_ip}"
+    )
 
 
 @runtime_checkable
@@ -72,10 +88,6 @@ def load_json(out: str, what: str) -> list[dict[str, Any]]:
     if not isinstance(parsed, list):
         raise OverlayError(f"`{what}` printed {type(parsed).__name__} JSON, expected a list")
     return [item for item in parsed if isinstance(item, dict)]
-
-
-def _where(netns: str | None) -> str:
-    return "" if netns is None else f" in network namespace {netns}"
 
 
 class StateSync:
@@ -140,7 +152,7 @@ class StateSync:
         except HostCommandError as exc:
             self.invalidate()
             raise OverlayError(
-                f"node {self.node}: could not read the overlay's routes{_where(self.netns)}: {exc.stderr}; "
+                f"node {self.node}: could not read the overlay's routes{in_netns(self.netns)}: {exc.stderr}; "
                 "was setup() run (it creates the VXLAN device)?"
             ) from exc
         owned, main = results[0], results[1]
@@ -187,7 +199,7 @@ class StateSync:
                 # RealIp names every binary "ip" in its messages; say which one really failed.
                 shown = binary + " " + exc.command.split(" ", 1)[-1]
                 raise OverlayError(
-                    f"node {self.node}: could not program the overlay{_where(self.netns)}: `{shown}` "
+                    f"node {self.node}: could not program the overlay{in_netns(self.netns)}: `{shown}` "
                     f"failed: {exc.stderr or 'no message'}; the next sync reads the kernel back and retries"
                 ) from exc
 

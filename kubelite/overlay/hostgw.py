@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from kubelite.host.ip import IpRunner, validate_ifname
-from kubelite.overlay.applier import BridgeRunner, OverlayError, StateSync, log_skipped
+from kubelite.host.netns import in_netns
+from kubelite.overlay.applier import BridgeRunner, OverlayError, StateSync, log_skipped, missing_uplink
 from kubelite.overlay.model import ROUTE_PROTOCOL, NodeRoute, Skipped, desired_host_gw
 
 __all__ = ["HostGwOverlay"]
@@ -55,12 +56,8 @@ class HostGwOverlay:
     async def setup(self) -> None:
         """Learn the uplink's IPv4 networks (the L2 segment next hops must be on)."""
         entries = [a for a in await self.ip.addresses(self.netns) if a.get("ifname") == self.uplink]
-        where = "" if self.netns is None else f" in network namespace {self.netns}"
         if not entries:
-            raise OverlayError(
-                f"node {self.local.name}: the uplink {self.uplink} does not exist{where}; "
-                f"pass the interface that carries the node IP {self.local.node_ip}"
-            )
+            raise missing_uplink(self.local.name, self.uplink, self.local.node_ip, self.netns)
         networks = tuple(
             f"{info['local']}/{info['prefixlen']}"
             for info in entries[0].get("addr_info", [])
@@ -68,7 +65,8 @@ class HostGwOverlay:
         )
         if not networks:
             raise OverlayError(
-                f"node {self.local.name}: the uplink {self.uplink} has no IPv4 address{where}; "
+                f"node {self.local.name}: the uplink {self.uplink} has no IPv4 address"
+                f"{in_netns(self.netns)}; "
                 "host-gw routes need a next hop on it: give it the node IP first"
             )
         self.uplink_networks = networks

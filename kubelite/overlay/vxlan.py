@@ -15,7 +15,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from kubelite.host.ip import HostCommandError, IpRunner, validate_ifname
-from kubelite.overlay.applier import BridgeRunner, OverlayError, StateSync, load_json, log_skipped
+from kubelite.host.netns import in_netns
+from kubelite.overlay.applier import (
+    BridgeRunner,
+    OverlayError,
+    StateSync,
+    load_json,
+    log_skipped,
+    missing_uplink,
+)
 from kubelite.overlay.diff import device_lines
 from kubelite.overlay.model import (
     DEFAULT_VXLAN_DEVICE,
@@ -74,9 +82,6 @@ class VxlanOverlay:
         self.device: VxlanDevice | None = None
         self.skipped: tuple[Skipped, ...] = ()
 
-    def _where(self) -> str:
-        return "" if self.netns is None else f" in network namespace {self.netns}"
-
     async def _links(self) -> dict[str, dict[str, Any]]:
         links = load_json(
             await self.ip.run(["-d", "-j", "link", "show"], netns=self.netns), "ip -d -j link show"
@@ -88,10 +93,7 @@ class VxlanOverlay:
         links = await self._links()
         uplink = links.get(self.uplink)
         if uplink is None:
-            raise OverlayError(
-                f"node {self.local.name}: the uplink {self.uplink} does not exist{self._where()}; "
-                f"pass the interface that carries the node IP {self.local.node_ip}"
-            )
+            raise missing_uplink(self.local.name, self.uplink, self.local.node_ip, self.netns)
         spec = vxlan_device(
             self.local,
             uplink=self.uplink,
@@ -113,7 +115,7 @@ class VxlanOverlay:
                 "as their source anyway",
                 self.local.name,
                 self.local.node_ip,
-                self._where(),
+                in_netns(self.netns),
             )
         own: list[dict[str, Any]] = next(
             (a.get("addr_info", []) for a in addresses if a.get("ifname") == spec.name), []
@@ -124,7 +126,8 @@ class VxlanOverlay:
                 await self.ip.batch(lines, netns=self.netns)
             except HostCommandError as exc:
                 raise OverlayError(
-                    f"node {self.local.name}: could not create the VXLAN device {spec.name}{self._where()}: "
+                    f"node {self.local.name}: could not create the VXLAN device {spec.name}"
+                    f"{in_netns(self.netns)}: "
                     f"`{exc.command}` failed: {exc.stderr}; check that the kernel has the vxlan module and "
                     f"that UDP port {spec.port} is not taken by another VXLAN device"
                 ) from exc
