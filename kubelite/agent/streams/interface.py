@@ -23,6 +23,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kubelite.api.errors import StatusError
+
 __all__ = [
     "INITIAL_TERMINAL_SIZE",
     "ByteConn",
@@ -45,16 +47,8 @@ class StreamError(Exception):
         self.message = message
 
     def to_status(self) -> dict[str, Any]:
-        """The metav1.Status body of this error."""
-        return {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.status,
-        }
+        """The metav1.Status body of this error (the API server's, without details)."""
+        return StatusError(self.status, self.reason, self.message).to_status()
 
 
 @dataclass(frozen=True, slots=True)
