@@ -223,6 +223,15 @@ class Kubectl:
     kubeconfig: Path
     version: str
 
+    def environ(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """This process's environment with kubectl pointed at the cluster (for run and Popen)."""
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HOME": str(self.kubeconfig.parent),
+            **(extra or {}),
+        }
+
     def run(
         self,
         *args: str,
@@ -231,18 +240,12 @@ class Kubectl:
         env: dict[str, str] | None = None,
         timeout: float = 60.0,
     ) -> subprocess.CompletedProcess[str]:
-        full_env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "HOME": str(self.kubeconfig.parent),
-            **(env or {}),
-        }
         res = subprocess.run(
             [str(self.binary), *args],
             input=input,
             capture_output=True,
             text=True,
-            env=full_env,
+            env=self.environ(env),
             timeout=timeout,
         )
         if check and res.returncode != 0:

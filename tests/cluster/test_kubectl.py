@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -143,7 +142,7 @@ def test_describe(kubectl: Kubectl, namespace: str, tmp_path: Path) -> None:
 
 
 def test_get_watch_sees_added_modified_deleted(kubectl: Kubectl, namespace: str) -> None:
-    env = {**os.environ, "KUBECONFIG": str(kubectl.kubeconfig), "HOME": str(kubectl.kubeconfig.parent)}
+    env = kubectl.environ()
     watcher = subprocess.Popen(
         [str(kubectl.binary), "get", "cm", "-n", namespace, "-w", "--output-watch-events"],
         stdout=subprocess.PIPE,

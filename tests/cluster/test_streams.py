@@ -221,7 +221,7 @@ def _run_in_pty(
 def test_exec_tty(kubectl: Kubectl, env: Env, spdy: bool) -> None:
     if spdy and kubectl.version == "1.27":
         pytest.skip("kubectl 1.27 speaks only SPDY: the default case covers it")
-    environ = {**os.environ, "KUBECONFIG": str(kubectl.kubeconfig), "HOME": str(kubectl.kubeconfig.parent)}
+    environ = kubectl.environ()
     if spdy:
         environ.update(SPDY_ONLY)
     argv = [
@@ -262,7 +262,7 @@ def test_logs(kubectl: Kubectl, env: Env) -> None:
 
 
 def test_logs_follow(kubectl: Kubectl, env: Env) -> None:
-    environ = {**os.environ, "KUBECONFIG": str(kubectl.kubeconfig), "HOME": str(kubectl.kubeconfig.parent)}
+    environ = kubectl.environ()
     proc = subprocess.Popen(
         [str(kubectl.binary), "-n", env.namespace, "logs", "-f", "app"],
         stdout=subprocess.PIPE,
@@ -286,7 +286,7 @@ def test_logs_follow(kubectl: Kubectl, env: Env) -> None:
 def test_port_forward_one_megabyte(kubectl: Kubectl, env: Env, spdy: bool) -> None:
     if spdy and kubectl.version == "1.27":
         pytest.skip("kubectl 1.27 speaks only SPDY: the default case covers it")
-    environ = {**os.environ, "KUBECONFIG": str(kubectl.kubeconfig), "HOME": str(kubectl.kubeconfig.parent)}
+    environ = kubectl.environ()
     if spdy:
         environ.update(SPDY_ONLY)
     proc = subprocess.Popen(
@@ -338,7 +338,7 @@ def _echo_through(port: int, payload: bytes) -> bytes:
 
 def test_exec_command_is_killed_when_kubectl_goes_away(kubectl: Kubectl, env: Env) -> None:
     marker = f"{4000 + os.getpid() % 1000}.{time.monotonic_ns() % 1000}"  # unique: found with pgrep
-    environ = {**os.environ, "KUBECONFIG": str(kubectl.kubeconfig), "HOME": str(kubectl.kubeconfig.parent)}
+    environ = kubectl.environ()
     proc = subprocess.Popen(
         [
             str(kubectl.binary),
@@ -376,7 +376,7 @@ def test_port_forward_to_a_closed_port(kubectl: Kubectl, env: Env) -> None:
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]  # bound, never listening: connections are refused
-    environ = {**os.environ, "KUBECONFIG": str(kubectl.kubeconfig), "HOME": str(kubectl.kubeconfig.parent)}
+    environ = kubectl.environ()
     proc = subprocess.Popen(
         [str(kubectl.binary), "-n", env.namespace, "port-forward", "pod/app", f":{port}"],
         stdout=subprocess.PIPE,

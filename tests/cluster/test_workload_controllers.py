@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -241,7 +240,7 @@ def test_rolling_update_and_undo(kubectl: Kubectl, namespace: str, cluster: Clus
                 ns,
                 f"--timeout={ROLLOUT_TIMEOUT}",
             ],
-            env={**os.environ, "KUBECONFIG": str(kubectl.kubeconfig), "HOME": str(kubectl.kubeconfig.parent)},
+            env=kubectl.environ(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
