@@ -67,6 +67,7 @@ class NftablesBackend:
 
     async def sync(self, state: ProxyState, changed: frozenset[ServicePortName] | None) -> None:
         old_state, old_rules = self._state, self._rules
+        fresh: dict[ServicePortName, ServiceRules] | None = None
         if (
             changed is None
             and old_rules is not None
@@ -90,13 +91,16 @@ class NftablesBackend:
             self._refs = refs
             self.full_syncs += 1
         else:
-            rules = dict(old_rules)
-            for spn in changed:
-                sp = state.services.get(spn)
-                if sp is None or not sp.cluster_ips:
-                    rules.pop(spn, None)
-                else:
-                    rules[spn] = service_rules(sp, state.endpoints_of(spn), state.cluster_cidr)
+            if fresh is not None:  # the periodic resync above already computed every port's rules
+                rules = fresh
+            else:
+                rules = dict(old_rules)
+                for spn in changed:
+                    sp = state.services.get(spn)
+                    if sp is None or not sp.cluster_ips:
+                        rules.pop(spn, None)
+                    else:
+                        rules[spn] = service_rules(sp, state.endpoints_of(spn), state.cluster_cidr)
             text = partial_ruleset(old_rules, rules, changed, self._refs)  # counts the new rules
             await self.nft.apply(text, netns=self.netns)
             self.partial_syncs += 1
